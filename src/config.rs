@@ -1,0 +1,265 @@
+//! Configuration: one TOML file, every setting with a named default, validated in full before
+//! anything else happens.
+//!
+//! The default file, `config/mailtrack.toml`, is embedded in the binary and used when no
+//! `--config` is given. Relative paths in a config file resolve against the file's folder; for
+//! the embedded default, against `config/` under the current directory, as if the repository's
+//! copy had been named.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::link::{KeyRing, KeyRingError, LinkSigner};
+
+/// The embedded default configuration: the repository's `config/mailtrack.toml`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/mailtrack.toml");
+
+/// Where the embedded default configuration behaves as if it had been read from.
+pub const DEFAULT_CONFIG_PATH: &str = "config/mailtrack.toml";
+
+/// The most links tracked in one message: SES tracks at most 250 links per message, and
+/// senders tuned against SES expect the same cut-off.
+pub const DEFAULT_MAX_LINKS: usize = 250;
+
+/// The most links the config may allow per message: more would make a message's pixel and
+/// links dominate its size, and no real newsletter comes close.
+pub const MAX_MAX_LINKS: usize = 10_000;
+
+/// The tracking base URL when none is configured: the embedded default serves plain HTTP on
+/// localhost, so links made with it work on the same machine with no certificate.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (or [`DEFAULT_CONFIG_PATH`] for the embedded default).
+    pub path: PathBuf,
+    /// How links are written.
+    pub tracking: TrackingConfig,
+    /// The key ring file, resolved against the config file's folder.
+    pub keys_file: PathBuf,
+}
+
+/// `[tracking]`: how links are written.
+#[derive(Debug, Clone)]
+pub struct TrackingConfig {
+    /// The tracking domain's scheme and host (and port), e.g. `https://track.example.com`.
+    pub base_url: Url,
+    /// The most links tracked per message; the rest are left as they are and reported.
+    pub max_links: usize,
+}
+
+/// Why the configuration was refused. Every message names the file, and the key where
+/// there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown key or a value of the wrong type.
+    #[error("config {}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message with the line, naming the key.
+        message: String,
+    },
+    /// A value is of the right type but unusable.
+    #[error("config {}: {key}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, as `section.key`.
+        key: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The key ring named by `[keys] file` is unusable.
+    #[error(transparent)]
+    Keys(#[from] KeyRingError),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    tracking: RawTracking,
+    keys: RawKeys,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTracking {
+    base_url: Option<String>,
+    max_links: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    file: PathBuf,
+}
+
+impl Config {
+    /// Loads the file at `path`, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Config::from_toml(&text, path)
+            }
+            None => Config::from_toml(DEFAULT_CONFIG_TOML, Path::new(DEFAULT_CONFIG_PATH)),
+        }
+    }
+
+    /// Parses and validates a config file's text; `path` names it in errors and anchors its
+    /// relative paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: describe_toml_error(text, &e),
+        })?;
+        let invalid = |key, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+
+        let base_url = raw.tracking.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let base_url = Url::parse(base_url).map_err(|e| {
+            invalid(
+                "tracking.base_url",
+                format!("{base_url:?} is not a URL: {e}"),
+            )
+        })?;
+        let max_links = raw.tracking.max_links.unwrap_or(DEFAULT_MAX_LINKS);
+        if max_links > MAX_MAX_LINKS {
+            return Err(invalid(
+                "tracking.max_links",
+                format!("{max_links} is more than the limit of {MAX_MAX_LINKS}"),
+            ));
+        }
+        let folder = path.parent().unwrap_or(Path::new(""));
+        let config = Config {
+            path: path.to_owned(),
+            tracking: TrackingConfig {
+                base_url,
+                max_links,
+            },
+            keys_file: folder.join(raw.keys.file),
+        };
+        // A base URL the signer refuses is a config error, found before anything runs.
+        if let Err(e) = LinkSigner::new(&config.tracking.base_url, Arc::new(empty_ring())) {
+            return Err(invalid("tracking.base_url", e.to_string()));
+        }
+        Ok(config)
+    }
+
+    /// Loads the key ring named by `[keys] file`.
+    pub fn key_ring(&self) -> Result<KeyRing, ConfigError> {
+        Ok(KeyRing::load(&self.keys_file)?)
+    }
+
+    /// A link signer for the configured tracking domain and key ring.
+    pub fn signer(&self) -> Result<LinkSigner, ConfigError> {
+        let ring = Arc::new(self.key_ring()?);
+        LinkSigner::new(&self.tracking.base_url, ring).map_err(|e| ConfigError::Invalid {
+            path: self.path.clone(),
+            key: "tracking.base_url",
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A ring with one throwaway key, only to check a base URL with [`LinkSigner::new`].
+fn empty_ring() -> KeyRing {
+    let text = "[[key]]\nid = 0\nsecret = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\nstate = \"active\"\n";
+    KeyRing::from_toml(text, Path::new("(base URL check)")).expect("a fixed valid ring")
+}
+
+/// A TOML error as one line: `line N: message`, without echoing the file's text (a keys
+/// file's text holds secrets).
+pub(crate) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().lines().next().unwrap_or("invalid TOML");
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Path::new("/etc/mailtrack/mailtrack.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.tracking.base_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(config.tracking.max_links, DEFAULT_MAX_LINKS);
+        assert_eq!(config.keys_file, Path::new("config/keys.toml"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let config = load("[keys]\nfile = \"keys.toml\"\n").unwrap();
+        assert_eq!(config.keys_file, Path::new("/etc/mailtrack/keys.toml"));
+        let config = load("[keys]\nfile = \"/var/lib/keys.toml\"\n").unwrap();
+        assert_eq!(config.keys_file, Path::new("/var/lib/keys.toml"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let err = load("[tracking]\nbse_url = \"x\"\n[keys]\nfile = \"k\"\n").unwrap_err();
+        assert!(
+            err.starts_with(
+                "config /etc/mailtrack/mailtrack.toml: line 2: unknown field `bse_url`"
+            ),
+            "{err}"
+        );
+
+        let err = load("[tracking]\nbase_url = \"https://t.example/path\"\n[keys]\nfile = \"k\"\n")
+            .unwrap_err();
+        assert!(
+            err.starts_with("config /etc/mailtrack/mailtrack.toml: tracking.base_url: "),
+            "{err}"
+        );
+
+        let err = load("[tracking]\nbase_url = \"not a url\"\n[keys]\nfile = \"k\"\n").unwrap_err();
+        assert!(
+            err.contains("tracking.base_url: \"not a url\" is not a URL"),
+            "{err}"
+        );
+
+        let err = load("[tracking]\nmax_links = 20000\n[keys]\nfile = \"k\"\n").unwrap_err();
+        assert!(
+            err.contains("tracking.max_links: 20000 is more than"),
+            "{err}"
+        );
+
+        let err = load("[tracking]\nmax_links = -1\n[keys]\nfile = \"k\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+
+        let err = load("").unwrap_err();
+        assert!(err.contains("missing field `keys`"), "{err}");
+    }
+}

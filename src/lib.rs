@@ -1,0 +1,37 @@
+//! mailtrack: a self-hosted email open/click tracking proxy.
+//!
+//! Senders pass each HTML email through the [rewriter](crate::link::LinkSigner) before sending,
+//! so its links point at their own tracking domain. When a recipient opens the mail or clicks a
+//! link, the proxy answers with a 1×1 pixel or a redirect, and records the open or click.
+//!
+//! Every link is signed; the [tolerant decoder](crate::link::decode()) recovers links that mail
+//! clients and proxies mangled, and follows nothing that does not verify.
+//!
+//! ```
+//! use mailtrack::link::{decode, Decoded, LinkTags, MessageId};
+//! use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
+//!
+//! let signer = fixed_signer();
+//! let id = MessageId::new("msg-1").unwrap();
+//! let link = signer.click_url("https://example.com/?a=1&b=2", &id, &LinkTags::new()).unwrap();
+//! match decode(request_target(&link), &fixed_ring()) {
+//!     Decoded::Verified(link) => assert_eq!(link.target, "https://example.com/?a=1&b=2"),
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: the configuration file, its defaults and their reasons, validation.
+//! - [`link`]: the link contract: message ids, tags, targets, the key ring, signing, and the
+//!   tolerant decoder with its repairs.
+//! - [`testing`]: a fixed key ring, link manglings and fuzz properties, for tests, fuzzers and
+//!   benchmarks.
+
+pub mod config;
+pub mod link;
+#[doc(hidden)]
+pub mod testing;
+
+pub use config::{Config, ConfigError};
+pub use link::{decode, Decoded, KeyRing, LinkSigner, LinkTags, MessageId};

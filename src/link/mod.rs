@@ -1,0 +1,95 @@
+//! The link contract: how a tracked link is written, signed, and read back.
+//!
+//! Links live in sent mail for years, so this format is a public, versioned contract.
+//! It is never changed in place; a new version is added beside it.
+//!
+//! ```text
+//! click: {base}/CL0/{target}/{version}[~{key}:{value}]*/{message_id}/{mac}={kid}
+//! open:  {base}/CI0/{message_id}/{mac}={kid}
+//! ```
+//!
+//! - `target` is the destination exactly as it will appear in `Location`, percent-encoded so
+//!   that only `A–Z a–z 0–9 - . _ ~ : =` stay literal ([`target`]).
+//! - `version` is `1`. Link tags ride in the same segment, so the number of trailing segments
+//!   is fixed and the decoder can parse from the right ([`tags`]).
+//! - `mac` is a truncated HMAC-SHA256 in base64url, `kid` the decimal key id ([`signature`]).
+//!
+//! # Layout
+//!
+//! - [`message_id`]: the validated message id.
+//! - [`tags`]: link tags, their parsing from `ses:tags` and their place in the link.
+//! - [`target`]: normalising a destination and encoding it into a path segment.
+//! - [`key_ring`]: the key file: ids, secrets and states.
+//! - [`signature`]: the MAC over the link's fields.
+//! - [`sign`]: [`LinkSigner`], which writes click and open links.
+//! - [`repair`]: the bounded list of repairs tried on a mangled target.
+//! - [`decode`]: [`decode()`], the tolerant decoder.
+
+pub mod decode;
+pub mod key_ring;
+pub mod message_id;
+pub mod repair;
+pub mod sign;
+pub mod signature;
+pub mod tags;
+pub mod target;
+
+pub use decode::{decode, Decoded, InvalidReason, UnverifiedLink, UnverifiedReason, VerifiedLink};
+pub use key_ring::{KeyId, KeyRing, KeyRingError, KeyState};
+pub use message_id::{MessageId, MessageIdError};
+pub use repair::Repair;
+pub use sign::{LinkSigner, SignError};
+pub use tags::{LinkTags, TagError};
+pub use target::TargetError;
+
+/// The format version written into every link, and covered by its MAC.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The longest request-target the decoder looks at, in bytes.
+///
+/// SES caps request headers at 8 KiB and so does the proxy; nothing longer can be a link we
+/// wrote, and the cap bounds the decoder's work on hostile input.
+pub const MAX_REQUEST_TARGET: usize = 8 * 1024;
+
+/// What a tracked link records when it is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    /// A click on a link: answered with a redirect to the target.
+    Click,
+    /// An open of the message: answered with a 1×1 GIF.
+    Open,
+}
+
+impl LinkKind {
+    /// The lower-case name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Click => "click",
+            LinkKind::Open => "open",
+        }
+    }
+
+    /// The route prefix this version writes.
+    pub fn route(self) -> &'static str {
+        match self {
+            LinkKind::Click => "/CL0/",
+            LinkKind::Open => "/CI0/",
+        }
+    }
+
+    /// Splits a request-target into the link kind and the rest after the route prefix.
+    ///
+    /// `/CL0/` and `/CI0/` are what we write; `/L0/` and `/I0/` are SES's shorter forms,
+    /// accepted so that links migrated from SES keep working.
+    pub fn split_route(request_target: &str) -> Option<(LinkKind, &str)> {
+        const ROUTES: [(&str, LinkKind); 4] = [
+            ("/CL0/", LinkKind::Click),
+            ("/L0/", LinkKind::Click),
+            ("/CI0/", LinkKind::Open),
+            ("/I0/", LinkKind::Open),
+        ];
+        ROUTES.iter().find_map(|&(prefix, kind)| {
+            request_target.strip_prefix(prefix).map(|rest| (kind, rest))
+        })
+    }
+}

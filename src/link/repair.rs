@@ -1,0 +1,185 @@
+//! The bounded list of repairs tried on a target that a mail client or proxy may have mangled.
+//!
+//! Each repair turns the target segment as received into one candidate target. The decoder
+//! follows the first candidate whose MAC verifies, so a repair can never make a link go
+//! anywhere its sender did not sign. The list is fixed and short: a hostile path costs at most
+//! [`MAX_CANDIDATES`] MACs over at most 8 KiB each.
+
+use std::ops::ControlFlow;
+
+use super::target;
+
+/// The most candidates one request is checked against.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// Which repair recovered a link. Used as a metric label and recorded in the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Repair {
+    /// The link arrived as we wrote it.
+    AsReceived,
+    /// The client percent-decoded the path once (China Mobile's 139 mail), so the target
+    /// arrived as the URL itself, its `?` splitting our path from a query.
+    DecodedOnce,
+    /// A proxy decoded `%2F` to `/` and left every other escape alone.
+    SlashDecoded,
+    /// The client decoded the path once and something merged `//` into `/`, which a browser's
+    /// URL parser puts back.
+    MergedSlashes,
+    /// A proxy wrote the escapes' hex digits in lower case.
+    LowerCaseHex,
+    /// The link was percent-encoded once more (`%` became `%25`).
+    ExtraPercentLayer,
+}
+
+impl Repair {
+    /// The label used in metrics, events and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Repair::AsReceived => "as_received",
+            Repair::DecodedOnce => "decoded_once",
+            Repair::SlashDecoded => "slash_decoded",
+            Repair::MergedSlashes => "merged_slashes",
+            Repair::LowerCaseHex => "lower_case_hex",
+            Repair::ExtraPercentLayer => "extra_percent_layer",
+        }
+    }
+
+    /// The label when trailing punctuation was also stripped from the link.
+    pub fn as_str_with_trailing_junk(self) -> &'static str {
+        match self {
+            Repair::AsReceived => "trailing_junk",
+            Repair::DecodedOnce => "decoded_once+trailing_junk",
+            Repair::SlashDecoded => "slash_decoded+trailing_junk",
+            Repair::MergedSlashes => "merged_slashes+trailing_junk",
+            Repair::LowerCaseHex => "lower_case_hex+trailing_junk",
+            Repair::ExtraPercentLayer => "extra_percent_layer+trailing_junk",
+        }
+    }
+}
+
+/// Offers each candidate target for the target segment `received` to `visit`, in order,
+/// until `visit` breaks. At most [`MAX_CANDIDATES`] are offered.
+pub(crate) fn try_candidates<T>(
+    received: &str,
+    mut visit: impl FnMut(Repair, &[u8]) -> ControlFlow<T>,
+) -> ControlFlow<T> {
+    let received = received.as_bytes();
+    let decoded = target::decode_once(received);
+    // Our own encoding leaves neither `/` nor `?` in the target segment.
+    let has_slash = received.contains(&b'/');
+    let client_decoded = has_slash || received.contains(&b'?');
+
+    if !client_decoded {
+        visit(Repair::AsReceived, &decoded)?;
+    } else {
+        visit(Repair::DecodedOnce, received)?;
+    }
+    if has_slash {
+        visit(Repair::SlashDecoded, &decoded)?;
+    }
+    for form in [received, &decoded] {
+        if let Some(repaired) = browser_normalized(form) {
+            visit(Repair::MergedSlashes, &repaired)?;
+        }
+    }
+    for form in [received, &decoded] {
+        if target::has_lower_case_escape(form) {
+            visit(Repair::LowerCaseHex, &target::upper_case_escapes(form))?;
+        }
+    }
+    if contains(received, b"%25") {
+        visit(Repair::ExtraPercentLayer, &target::decode_once(&decoded))?;
+    }
+    ControlFlow::Continue(())
+}
+
+/// What a browser's URL parser makes of `bytes`, when that differs from `bytes`: `https:/a`
+/// becomes `https://a/`, so a `//` merged away by a client comes back.
+fn browser_normalized(bytes: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let normalized = target::normalize(text).ok()?;
+    (normalized.as_bytes() != bytes).then(|| normalized.into_bytes())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(received: &str) -> Vec<(Repair, String)> {
+        let mut candidates = Vec::new();
+        let _: ControlFlow<()> = try_candidates(received, |repair, bytes| {
+            candidates.push((repair, String::from_utf8_lossy(bytes).into_owned()));
+            ControlFlow::Continue(())
+        });
+        candidates
+    }
+
+    #[test]
+    fn canonical_target_is_decoded_first() {
+        let candidates = all("https:%2F%2Fa.example%2Fp%3Fq=1");
+        assert_eq!(
+            candidates[0],
+            (Repair::AsReceived, "https://a.example/p?q=1".to_owned())
+        );
+    }
+
+    #[test]
+    fn client_decoded_target_is_taken_verbatim_first() {
+        let candidates = all("https://a.example/p?q=a%40b");
+        assert_eq!(
+            candidates[0],
+            (
+                Repair::DecodedOnce,
+                "https://a.example/p?q=a%40b".to_owned()
+            )
+        );
+        assert_eq!(
+            candidates[1],
+            (Repair::SlashDecoded, "https://a.example/p?q=a@b".to_owned())
+        );
+    }
+
+    #[test]
+    fn merged_slashes_come_back() {
+        let candidates = all("https:/a.example/p");
+        assert!(candidates.contains(&(Repair::MergedSlashes, "https://a.example/p".to_owned())));
+    }
+
+    #[test]
+    fn lower_case_hex_and_extra_layers() {
+        let candidates = all("https:%2f%2fa.example%2f%25c3%25a4");
+        assert!(candidates.contains(&(Repair::LowerCaseHex, "https://a.example/%C3%A4".to_owned())));
+        let candidates = all("https%253A%252F%252Fa.example%252F");
+        assert!(candidates.contains(&(Repair::ExtraPercentLayer, "https://a.example/".to_owned())));
+    }
+
+    #[test]
+    fn never_more_than_the_bound() {
+        let hostile = "https:/a.example/%2f%25%3f?x".repeat(200);
+        assert!(all(&hostile).len() <= MAX_CANDIDATES);
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let repairs = [
+            Repair::AsReceived,
+            Repair::DecodedOnce,
+            Repair::SlashDecoded,
+            Repair::MergedSlashes,
+            Repair::LowerCaseHex,
+            Repair::ExtraPercentLayer,
+        ];
+        let mut labels: Vec<_> = repairs
+            .iter()
+            .flat_map(|r| [r.as_str(), r.as_str_with_trailing_junk()])
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), 12);
+    }
+}

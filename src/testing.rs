@@ -1,0 +1,205 @@
+//! Helpers shared by the tests, the fuzz targets and the benchmarks: a fixed key ring, the
+//! manglings that mail clients and proxies apply to links, and the properties the fuzzers
+//! check. Not part of the stable API.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::link::decode::{decode_counting, DecodeWork};
+use crate::link::repair::MAX_CANDIDATES;
+use crate::link::{decode, Decoded, KeyRing, LinkSigner, LinkTags, MessageId, MAX_REQUEST_TARGET};
+
+/// A fixed ring: key 1 retired, key 2 active and signing, key 3 revoked.
+pub fn fixed_ring() -> KeyRing {
+    let table = |id: u8, state: &str| {
+        use base64::Engine as _;
+        let secret = base64::engine::general_purpose::STANDARD.encode([id; 32]);
+        format!("[[key]]\nid = {id}\nsecret = \"{secret}\"\nstate = \"{state}\"\n")
+    };
+    let text = format!(
+        "sign_with = 2\n{}{}{}",
+        table(1, "retired"),
+        table(2, "active"),
+        table(3, "revoked")
+    );
+    KeyRing::from_toml(&text, Path::new("fixed-ring.toml")).expect("the fixed ring is valid")
+}
+
+/// A signer for `https://track.example.com` over [`fixed_ring`].
+pub fn fixed_signer() -> LinkSigner {
+    let base = Url::parse("https://track.example.com").expect("a valid base URL");
+    LinkSigner::new(&base, Arc::new(fixed_ring())).expect("a plain origin")
+}
+
+/// The request-target of a full link: everything after the origin.
+pub fn request_target(link: &str) -> &str {
+    let after_scheme = link.split_once("://").map_or(link, |(_, rest)| rest);
+    after_scheme
+        .find('/')
+        .map_or("/", |slash| &after_scheme[slash..])
+}
+
+/// A way a mail client, browser or proxy changes a link's path before it reaches us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mangling {
+    /// Untouched.
+    None,
+    /// China Mobile's 139 mail: the path decoded once, then requested by a browser, which
+    /// re-encodes what it must and treats the first `?` as the start of the query.
+    ClientDecodedOnce,
+    /// [`Mangling::ClientDecodedOnce`], with every `//` then merged into `/`.
+    DecodedOnceMergedSlashes,
+    /// Every escape's hex digits in lower case.
+    LowerCaseHex,
+    /// A proxy decoded `%2F` and nothing else.
+    SlashDecoded,
+    /// Percent-encoded once more: `%` became `%25`.
+    ExtraPercentLayer,
+    /// `)` glued on at the end, as when a link ends a parenthesis in plain text.
+    TrailingParenthesis,
+    /// `.` glued on at the end.
+    TrailingPeriod,
+    /// `,` glued on at the end.
+    TrailingComma,
+    /// `>` glued on at the end, as in `<https://…>`.
+    TrailingAngle,
+    /// `%3E`, the browser's encoding of a glued-on `>`.
+    TrailingEncodedAngle,
+}
+
+impl Mangling {
+    /// Every mangling, in a fixed order.
+    pub const ALL: [Mangling; 11] = [
+        Mangling::None,
+        Mangling::ClientDecodedOnce,
+        Mangling::DecodedOnceMergedSlashes,
+        Mangling::LowerCaseHex,
+        Mangling::SlashDecoded,
+        Mangling::ExtraPercentLayer,
+        Mangling::TrailingParenthesis,
+        Mangling::TrailingPeriod,
+        Mangling::TrailingComma,
+        Mangling::TrailingAngle,
+        Mangling::TrailingEncodedAngle,
+    ];
+
+    /// Applies the mangling to a request-target.
+    pub fn apply(self, target: &str) -> String {
+        match self {
+            Mangling::None => target.to_owned(),
+            Mangling::ClientDecodedOnce => browser_request(&decode_once(target)),
+            Mangling::DecodedOnceMergedSlashes => {
+                browser_request(&merge_slashes(&decode_once(target)))
+            }
+            Mangling::LowerCaseHex => lower_case_hex(target),
+            Mangling::SlashDecoded => target.replace("%2F", "/"),
+            Mangling::ExtraPercentLayer => target.replace('%', "%25"),
+            Mangling::TrailingParenthesis => format!("{target})"),
+            Mangling::TrailingPeriod => format!("{target}."),
+            Mangling::TrailingComma => format!("{target},"),
+            Mangling::TrailingAngle => format!("{target}>"),
+            Mangling::TrailingEncodedAngle => format!("{target}%3E"),
+        }
+    }
+}
+
+fn decode_once(target: &str) -> String {
+    percent_encoding::percent_decode_str(target)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn merge_slashes(path: &str) -> String {
+    let mut merged = path.to_owned();
+    while merged.contains("//") {
+        merged = merged.replace("//", "/");
+    }
+    merged
+}
+
+fn lower_case_hex(target: &str) -> String {
+    let mut bytes = target.as_bytes().to_vec();
+    for i in 0..bytes.len().saturating_sub(2) {
+        if bytes[i] == b'%' {
+            bytes[i + 1].make_ascii_lowercase();
+            bytes[i + 2].make_ascii_lowercase();
+        }
+    }
+    String::from_utf8(bytes).expect("ASCII case changes keep UTF-8")
+}
+
+/// What a browser sends as the request-target for `path` on the tracking domain.
+fn browser_request(path: &str) -> String {
+    match Url::parse(&format!("https://track.example.com{path}")) {
+        Ok(url) => match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        },
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// The decoder's fuzz property, over arbitrary bytes.
+///
+/// The first byte picks a mode. Mode 0 decodes the rest as a request-target: no panic, work
+/// within the bound, and anything verified is a target we would have signed. Other modes read
+/// the rest as a URL, sign it, mangle it, and decode it: whatever verifies is exactly what was
+/// signed, and an untouched link always verifies.
+pub fn check_decoder(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let ring = fixed_ring();
+    if mode % 4 == 0 {
+        check_decode_is_bounded(&text, &ring);
+    } else {
+        let mangling = Mangling::ALL[usize::from(mode / 4) % Mangling::ALL.len()];
+        check_round_trip(&text, mangling, &ring);
+    }
+}
+
+fn check_decode_is_bounded(request_target: &str, ring: &KeyRing) {
+    let mut work = DecodeWork::default();
+    let decoded = decode_counting(request_target, ring, &mut work);
+    assert!(work.macs <= MAX_CANDIDATES, "{work:?}");
+    assert!(
+        work.bytes_hashed <= MAX_CANDIDATES * MAX_REQUEST_TARGET,
+        "{work:?}"
+    );
+    if let Decoded::Verified(link) = decoded {
+        assert!(link.kind == crate::link::LinkKind::Open || !link.target.is_empty());
+        assert!(!link
+            .target
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' '));
+    }
+}
+
+fn check_round_trip(url: &str, mangling: Mangling, ring: &KeyRing) {
+    let signer = fixed_signer();
+    let message_id = MessageId::new("fuzz-0001").expect("a valid id");
+    let tags = LinkTags::parse("campaign:fuzz;variant:a").expect("valid tags");
+    let Ok(link) = signer.click_url(url, &message_id, &tags) else {
+        return;
+    };
+    let signed_target = crate::link::target::normalize(url).expect("signing normalised it");
+    let original = request_target(&link);
+    if original.len() > MAX_REQUEST_TARGET {
+        return;
+    }
+    let mangled = mangling.apply(original);
+    match decode(&mangled, ring) {
+        Decoded::Verified(verified) => {
+            assert_eq!(verified.target, signed_target, "{mangling:?}: {mangled}");
+            assert_eq!(verified.message_id, message_id);
+            assert_eq!(verified.tags, tags);
+        }
+        other => assert!(
+            mangling != Mangling::None,
+            "an untouched link must verify: {original} gave {other:?}"
+        ),
+    }
+}
