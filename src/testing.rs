@@ -3,7 +3,7 @@
 //! check. Not part of the stable API.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use url::Url;
 
@@ -152,13 +152,18 @@ pub fn check_decoder(data: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(rest);
-    let ring = fixed_ring();
     if mode % 4 == 0 {
-        check_decode_is_bounded(&text, &ring);
+        check_decode_is_bounded(&text, &shared().1);
     } else {
         let mangling = Mangling::ALL[usize::from(mode / 4) % Mangling::ALL.len()];
-        check_round_trip(&text, mangling, &ring);
+        check_round_trip(&text, mangling);
     }
+}
+
+/// One signer and ring for the whole fuzzing run: parsing the ring per input would dominate.
+fn shared() -> &'static (LinkSigner, KeyRing) {
+    static SHARED: OnceLock<(LinkSigner, KeyRing)> = OnceLock::new();
+    SHARED.get_or_init(|| (fixed_signer(), fixed_ring()))
 }
 
 fn check_decode_is_bounded(request_target: &str, ring: &KeyRing) {
@@ -178,8 +183,8 @@ fn check_decode_is_bounded(request_target: &str, ring: &KeyRing) {
     }
 }
 
-fn check_round_trip(url: &str, mangling: Mangling, ring: &KeyRing) {
-    let signer = fixed_signer();
+fn check_round_trip(url: &str, mangling: Mangling) {
+    let (signer, ring) = shared();
     let message_id = MessageId::new("fuzz-0001").expect("a valid id");
     let tags = LinkTags::parse("campaign:fuzz;variant:a").expect("valid tags");
     let Ok(link) = signer.click_url(url, &message_id, &tags) else {

@@ -348,3 +348,6 @@ fn ends_with_key_id(text: &str) -> bool {
     let digits = text.len() - text.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     digits > 0 && text[..text.len() - digits].ends_with('=')
 }
+
+#[cfg(test)]
+mod tests;

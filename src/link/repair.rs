@@ -71,7 +71,15 @@ pub(crate) fn try_candidates<T>(
     let client_decoded = has_slash || received.contains(&b'?');
 
     if !client_decoded {
-        visit(Repair::AsReceived, &decoded)?;
+        // Decoding ignores the case of hex digits, so this candidate also recovers a link whose
+        // escapes a proxy wrote in lower case; we only ever write upper case, so that is the
+        // repair to record.
+        let repair = if target::has_lower_case_escape(received) {
+            Repair::LowerCaseHex
+        } else {
+            Repair::AsReceived
+        };
+        visit(repair, &decoded)?;
     } else {
         visit(Repair::DecodedOnce, received)?;
     }
@@ -79,13 +87,13 @@ pub(crate) fn try_candidates<T>(
         visit(Repair::SlashDecoded, &decoded)?;
     }
     for form in [received, &decoded] {
-        if let Some(repaired) = browser_normalized(form) {
-            visit(Repair::MergedSlashes, &repaired)?;
+        if target::has_lower_case_escape(form) {
+            visit(Repair::LowerCaseHex, &target::upper_case_escapes(form))?;
         }
     }
     for form in [received, &decoded] {
-        if target::has_lower_case_escape(form) {
-            visit(Repair::LowerCaseHex, &target::upper_case_escapes(form))?;
+        if let Some(repaired) = browser_normalized(form) {
+            visit(Repair::MergedSlashes, &repaired)?;
         }
     }
     if contains(received, b"%25") {
