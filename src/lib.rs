@@ -1,6 +1,6 @@
 //! mailtrack: a self-hosted email open/click tracking proxy.
 //!
-//! Senders pass each HTML email through the [rewriter](crate::link::LinkSigner) before sending,
+//! Senders pass each HTML email through the [rewriter](crate::rewrite) before sending,
 //! so its links point at their own tracking domain. When a recipient opens the mail or clicks a
 //! link, the proxy answers with a 1×1 pixel or a redirect, and records the open or click.
 //!
@@ -25,11 +25,21 @@
 //! - [`config`]: the configuration file, its defaults and their reasons, validation.
 //! - [`link`]: the link contract: message ids, tags, targets, the key ring, signing, and the
 //!   tolerant decoder with its repairs.
+//! - [`server`]: `mailtrack serve`: accept loop, TLS with SNI, routes, client addresses,
+//!   timeouts and limits, metrics, graceful drain.
+//! - [`events`]: the SES-shaped open and click events, the bounded queue that hands them
+//!   from the request path to the writer, the sinks (JSONL file, Redis stream, stdout), the
+//!   disk spool, and a stream consumer (`events tail`).
+//! - [`rewrite`]: the HTML rewriter: tracked links, the open pixel, and the report of what was
+//!   left untracked and why.
 //! - [`testing`]: a fixed key ring, link manglings and fuzz properties, for tests, fuzzers and
 //!   benchmarks.
 
 pub mod config;
+pub mod events;
 pub mod link;
+pub mod rewrite;
+pub mod server;
 #[doc(hidden)]
 pub mod testing;
 

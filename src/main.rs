@@ -1,12 +1,17 @@
 //! The `mailtrack` binary: parses the command line, loads the config, and calls the library.
 
-use std::path::PathBuf;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use mailtrack::link::{decode, key_ring, Decoded, LinkTags, MessageId};
+use mailtrack::events::EventPipeline;
+use mailtrack::link::{decode, key_ring, Decoded, KeyRing, LinkTags, MessageId};
+use mailtrack::rewrite::{rewrite_bytes, PixelPlacement, RewriteOptions, UrlSyntax};
+use mailtrack::server::{self, signals, CertificateStore, State};
 use mailtrack::{Config, ConfigError};
 
 /// Exit code for a configuration error (sysexits' EX_USAGE): nothing was started.
@@ -52,12 +57,57 @@ enum Command {
         #[arg(long, value_name = "ID")]
         message_id: String,
     },
+    /// Rewrite an HTML message from standard input for tracking, to standard output.
+    /// Untracked links are listed in the report, each with its reason.
+    Rewrite {
+        /// The message the links are sent in.
+        #[arg(long, value_name = "ID")]
+        message_id: String,
+        /// Write the report (tracked and skipped links) to FILE as JSON.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Put the open pixel at the top of the body, for long messages that Gmail clips.
+        #[arg(long)]
+        pixel_at_top: bool,
+        /// Also track links that are not valid RFC 3986 but that a browser follows.
+        #[arg(long)]
+        browser_urls: bool,
+    },
     /// Decode a request-target (path and query, as received) and print what it is as JSON.
     /// Exits 0 when it verifies, 1 otherwise.
     Decode {
         /// The request-target, e.g. /CL0/https:%2F%2Fexample.com%2F/1/msg/MAC=1
         request_target: String,
     },
+    /// Run the tracking proxy: answer clicks and opens on `[server]`'s addresses until
+    /// SIGTERM or SIGINT, then drain. SIGHUP reloads the certificates. Events are written to
+    /// standard output as JSON lines.
+    Serve,
+    /// Work with events: tail the Redis stream as a consumer, or replay the spool.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Read the stream with a consumer group and print each event as a JSON line,
+    /// acknowledging it; entries left pending by a dead consumer are claimed first.
+    Tail {
+        /// The consumer group.
+        #[arg(long, default_value = mailtrack::events::tail::DEFAULT_GROUP)]
+        group: String,
+        /// This consumer's name in the group.
+        #[arg(long, default_value = mailtrack::events::tail::DEFAULT_CONSUMER)]
+        consumer: String,
+        /// Stop after N events.
+        #[arg(long, value_name = "N")]
+        max: Option<u64>,
+    },
+    /// Deliver what the spool holds to the sink, then exit (1 if some is left). Run it with
+    /// `serve` stopped, e.g. after a crash when `serve` will not be started again soon.
+    Replay,
 }
 
 /// Why a command failed, which decides the exit code.
@@ -65,6 +115,7 @@ enum Failure {
     Config(ConfigError),
     Usage(String),
     Io(std::io::Error),
+    Serve(server::ServerError),
 }
 
 impl From<ConfigError> for Failure {
@@ -89,11 +140,15 @@ fn main() -> ExitCode {
             eprintln!("mailtrack: {e}");
             ExitCode::FAILURE
         }
+        Err(Failure::Serve(e)) => {
+            eprintln!("mailtrack: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let config = || Config::load(cli.config.as_deref());
+    let config = || load_config(cli.config.as_deref());
     match cli.command {
         Command::Keygen { id } => {
             let table = key_ring::generate_key_table(id)
@@ -117,6 +172,22 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let signer = config()?.signer()?;
             println!("{}", signer.open_url(&parse_message_id(&message_id)?));
         }
+        Command::Rewrite {
+            message_id,
+            report,
+            pixel_at_top,
+            browser_urls,
+        } => {
+            let message_id = parse_message_id(&message_id)?;
+            let mut options = RewriteOptions::from_config(&config()?, message_id)?;
+            if pixel_at_top {
+                options.pixel = PixelPlacement::BodyStart;
+            }
+            if browser_urls {
+                options.url_syntax = UrlSyntax::Browser;
+            }
+            rewrite_stdio(&options, report.as_deref())?;
+        }
         Command::Decode { request_target } => {
             let ring = config()?.key_ring()?;
             let decoded = decode(&request_target, &ring);
@@ -125,8 +196,121 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::from(EXIT_NOT_VERIFIED));
             }
         }
+        Command::Events { command } => {
+            let config = config()?;
+            server::logging::init(&config.log);
+            let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
+            return runtime.block_on(events(command, config));
+        }
+        Command::Serve => {
+            let config = config()?;
+            let ring = config.key_ring()?;
+            let certificates = match config.server.https {
+                None => None,
+                Some(_) => Some(Arc::new(
+                    CertificateStore::load(&config.tls.certificates).map_err(|e| {
+                        Failure::Config(ConfigError::Invalid {
+                            path: config.path.clone(),
+                            key: "tls.certificate",
+                            message: e.to_string(),
+                        })
+                    })?,
+                )),
+            };
+            server::logging::init(&config.log);
+            let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
+            runtime.block_on(serve(config, ring, certificates))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the config, and creates its key ring if it is missing and the config allows it.
+fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    let config = Config::load(path)?;
+    if config.ensure_key_ring()? {
+        eprintln!(
+            "mailtrack: created {} with one new key (keys.generate_if_missing = true); \
+             keep it: links signed with it need it to verify",
+            config.keys_file.display()
+        );
+    }
+    Ok(config)
+}
+
+/// Binds, serves until SIGTERM or SIGINT, drains, and waits for the event writer to write
+/// the last event.
+async fn serve(
+    config: Config,
+    ring: KeyRing,
+    certificates: Option<Arc<CertificateStore>>,
+) -> Result<(), Failure> {
+    let shutdown = signals::shutdown_signal();
+    tokio::spawn(signals::reload_on_hangup(certificates.clone()));
+    // The pipeline opens its sink and spool (and replays what a previous run left) before any
+    // port is bound, so an unusable events file or spool folder stops us first.
+    let (queue, pipeline) = EventPipeline::start(&config.events).map_err(|e| {
+        Failure::Config(ConfigError::Invalid {
+            path: config.path.clone(),
+            key: "events",
+            message: e.to_string(),
+        })
+    })?;
+    let listeners = match server::bind(&config.server, certificates).await {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            pipeline.shutdown().await;
+            return Err(Failure::Serve(e));
+        }
+    };
+    let state = State::with_pipeline(&config, ring, queue, pipeline.stats_reader());
+    server::run(listeners, state, shutdown).await;
+    let last = pipeline.shutdown().await;
+    tracing::info!(
+        delivered = last.delivered,
+        spooled = last.spooled,
+        replayed = last.replayed,
+        dropped = last.dropped,
+        left_in_spool_bytes = last.spool_bytes,
+        "events pipeline drained"
+    );
+    Ok(())
+}
+
+/// Rewrites standard input to standard output, then writes the report.
+///
+/// The message is read whole: mail is small, and `rewrite_bytes` then passes any bytes that
+/// are not UTF-8 through untouched when the message has no `{{ses:openTracker}}`.
+fn rewrite_stdio(options: &RewriteOptions, report_path: Option<&Path>) -> Result<(), Failure> {
+    let mut html = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut html)
+        .map_err(Failure::Io)?;
+    let rewritten =
+        rewrite_bytes(&html, options).map_err(|e| Failure::Io(std::io::Error::other(e)))?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&rewritten.html)
+        .and_then(|()| stdout.flush())
+        .map_err(Failure::Io)?;
+    let report = rewritten.report;
+    eprintln!(
+        "mailtrack: tracked {} links; left {} as they were",
+        report.tracked.len(),
+        report.skipped.len()
+    );
+    if let Some(path) = report_path {
+        // The report holds only strings, numbers, lists and maps with string keys.
+        let json = serde_json::to_string_pretty(&report).expect("the report serialises");
+        std::fs::write(path, json + "\n").map_err(|e| {
+            Failure::Io(std::io::Error::new(
+                e.kind(),
+                format!("--report {}: {e}", path.display()),
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn parse_message_id(id: &str) -> Result<MessageId, Failure> {
@@ -178,5 +362,44 @@ fn decoded_json(decoded: &Decoded) -> serde_json::Value {
             "repair": null,
             "reason": reason.as_str(),
         }),
+    }
+}
+
+/// `mailtrack events …`: calls the library's consumer or replay.
+async fn events(command: EventsCommand, config: Config) -> Result<ExitCode, Failure> {
+    use mailtrack::events::{tail, EventPipeline};
+    let io = |e: &dyn std::fmt::Display| Failure::Io(std::io::Error::other(e.to_string()));
+    match command {
+        EventsCommand::Tail {
+            group,
+            consumer,
+            max,
+        } => {
+            let options = tail::TailOptions {
+                group,
+                consumer,
+                max_events: max,
+                ..tail::TailOptions::default()
+            };
+            let stdout = tokio::io::stdout();
+            tail::tail(&config.events, &options, stdout)
+                .await
+                .map_err(|e| io(&e))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        EventsCommand::Replay => {
+            let stats = EventPipeline::replay_spool(&config.events)
+                .await
+                .map_err(|e| io(&e))?;
+            eprintln!(
+                "mailtrack: replayed {} events; {} bytes left in the spool",
+                stats.replayed, stats.spool_bytes
+            );
+            Ok(if stats.spool_bytes == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }

@@ -208,3 +208,98 @@ fn check_round_trip(url: &str, mangling: Mangling) {
         ),
     }
 }
+
+/// The rewriter's fuzz property, over arbitrary bytes as HTML.
+///
+/// The first byte picks the options (URL syntax, pixel placement, a link limit) and the size
+/// of the pieces the input is also fed in; the rest is the HTML. Rewriting never panics and
+/// only refuses markup lol_html finds ambiguous; every tracked link verifies to its target,
+/// message and tags and is in the output; there is exactly one pixel more than in the input;
+/// and feeding the input in pieces gives the same output as feeding it whole, as do bytes and
+/// a string.
+pub fn check_rewriter(data: &[u8]) {
+    use crate::rewrite::{rewrite_bytes, rewrite_str, RewriteError};
+
+    let Some((&mode, html)) = data.split_first() else {
+        return;
+    };
+    let options = rewriter_options(mode);
+    let whole = match rewrite_bytes(html, &options) {
+        Ok(whole) => whole,
+        Err(RewriteError::Html(_)) => return,
+        Err(e) => panic!("only lol_html may refuse the input: {e}"),
+    };
+    check_rewritten(html, &whole, &options);
+
+    // The streaming rewriter always looks for the marker in text, and lol_html then writes text
+    // back from its UTF-8 decoding; `rewrite_bytes` skips that when there is no marker. So
+    // the two agree byte for byte on UTF-8 input, and on what they report for any input.
+    let streamed = rewrite_in_pieces(html, html.len().max(1), &options).expect("it rewrote");
+    let piece = 1 + usize::from(mode >> 4) * 5;
+    let pieces = rewrite_in_pieces(html, piece, &options).expect("it rewrote whole");
+    assert_eq!(pieces, streamed, "fed in pieces of {piece}");
+    assert_eq!(streamed.report, whole.report);
+    if let Ok(text) = std::str::from_utf8(html) {
+        assert_eq!(streamed.html, whole.html);
+        let as_str = rewrite_str(text, &options).expect("it rewrote as bytes");
+        assert_eq!(as_str.html.as_bytes(), whole.html);
+    }
+}
+
+/// The options a fuzz input's first byte picks.
+fn rewriter_options(mode: u8) -> crate::rewrite::RewriteOptions {
+    use crate::rewrite::{PixelPlacement, RewriteOptions, UrlSyntax};
+
+    static SIGNER: std::sync::OnceLock<LinkSigner> = std::sync::OnceLock::new();
+    let signer = SIGNER.get_or_init(fixed_signer).clone();
+    let mut options = RewriteOptions::new(signer, MessageId::new("fuzz-0001").expect("valid"));
+    if mode & 1 == 1 {
+        options.url_syntax = UrlSyntax::Browser;
+    }
+    if mode & 2 == 2 {
+        options.pixel = PixelPlacement::BodyStart;
+    }
+    options.max_links = [250, 0, 1, 3][usize::from(mode >> 2) & 3];
+    options
+}
+
+fn rewrite_in_pieces(
+    html: &[u8],
+    piece: usize,
+    options: &crate::rewrite::RewriteOptions,
+) -> Result<crate::rewrite::Rewritten<Vec<u8>>, crate::rewrite::RewriteError> {
+    let mut rewriter = crate::rewrite::Rewriter::new(Vec::new(), options);
+    for chunk in html.chunks(piece) {
+        rewriter.write(chunk)?;
+    }
+    let (html, report) = rewriter.end()?;
+    Ok(crate::rewrite::Rewritten { html, report })
+}
+
+/// Every tracked link verifies and is in the output; one pixel was added.
+fn check_rewritten(
+    input: &[u8],
+    rewritten: &crate::rewrite::Rewritten<Vec<u8>>,
+    options: &crate::rewrite::RewriteOptions,
+) {
+    static RING: std::sync::OnceLock<KeyRing> = std::sync::OnceLock::new();
+    let ring = RING.get_or_init(fixed_ring);
+    let output = String::from_utf8_lossy(&rewritten.html);
+    let report = &rewritten.report;
+    assert!(report.tracked.len() <= options.max_links);
+    for link in &report.tracked {
+        match decode(request_target(&link.tracked_url), ring) {
+            Decoded::Verified(verified) => {
+                assert_eq!(verified.target, link.target);
+                assert_eq!(verified.message_id, options.message_id);
+                assert_eq!(verified.tags, link.tags);
+            }
+            other => panic!("{} did not verify: {other:?}", link.tracked_url),
+        }
+        let href = format!("\"{}\"", htmlize::escape_attribute(&link.tracked_url));
+        assert!(output.contains(&href), "{href} is not in the output");
+    }
+    let open_url = options.signer.open_url(&options.message_id);
+    let before = String::from_utf8_lossy(input).matches(&open_url).count();
+    assert_eq!(output.matches(&open_url).count(), before + 1, "one pixel");
+}

@@ -185,13 +185,20 @@ pub fn decode_counting(request_target: &str, ring: &KeyRing, work: &mut DecodeWo
             tags: &tail.tags,
         },
     );
+    // The first candidate that could have been signed: the best-effort destination if none
+    // verifies, kept so the candidates need not be made twice.
+    let mut first_plausible: Option<Vec<u8>> = None;
     let mut check = |repair: Repair, candidate: &[u8]| {
+        if !could_be_signed(kind, candidate) {
+            return ControlFlow::Continue(());
+        }
         work.macs += 1;
         work.bytes_hashed += candidate.len();
-        if prefix.verifies(candidate, &tail.mac) && target_fits(kind, candidate) {
-            // A verified target is bytes we signed, and we only sign printable ASCII.
+        if prefix.verifies(candidate, &tail.mac) {
+            // could_be_signed: printable ASCII, so this never replaces anything.
             ControlFlow::Break((repair, String::from_utf8_lossy(candidate).into_owned()))
         } else {
+            first_plausible.get_or_insert_with(|| candidate.to_vec());
             ControlFlow::Continue(())
         }
     };
@@ -210,15 +217,29 @@ pub fn decode_counting(request_target: &str, ring: &KeyRing, work: &mut DecodeWo
             trimmed_tail,
         }),
         ControlFlow::Continue(()) => {
-            unverified(kind, received_target, Some(&tail), UnverifiedReason::BadMac)
+            let plausible = first_plausible
+                .as_deref()
+                .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                .and_then(|text| target::normalize(text).ok());
+            match plausible {
+                Some(target) => Decoded::Unverified(UnverifiedLink {
+                    kind,
+                    target: Some(target),
+                    message_id: Some(tail.message_id),
+                    key_id: Some(tail.key_id),
+                    reason: UnverifiedReason::BadMac,
+                }),
+                None => unverified(kind, received_target, Some(&tail), UnverifiedReason::BadMac),
+            }
         }
     }
 }
 
-/// Whether a verified candidate is a target this kind of link may carry.
-fn target_fits(kind: LinkKind, candidate: &[u8]) -> bool {
+/// Whether a candidate could be a target this kind of link carries; others are refused
+/// before their MAC is computed.
+fn could_be_signed(kind: LinkKind, candidate: &[u8]) -> bool {
     match kind {
-        LinkKind::Click => target::is_safe_location(candidate),
+        LinkKind::Click => target::could_be_signed(candidate),
         LinkKind::Open => candidate.is_empty(),
     }
 }

@@ -218,6 +218,36 @@ impl fmt::Debug for KeyRing {
     }
 }
 
+/// Creates a key file at `path` holding one fresh active key with id `id`, readable by its owner
+/// only. Never overwrites: an existing file is an error.
+pub fn create_key_file(path: &Path, id: KeyId) -> Result<(), KeyRingError> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let failed = |source| KeyRingError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let table = generate_key_table(id)
+        .map_err(|_| failed(std::io::Error::other("the system has no randomness")))?;
+    if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(failed)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).map_err(failed)?;
+    let text = format!(
+        "# mailtrack's key ring: never commit or share it. Links signed with a key need it to\n\
+         # verify for as long as the mail is read; retire keys, never delete them.\n{table}"
+    );
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(failed)
+}
+
 /// A new `[[key]]` table with a fresh 32-byte random secret, in the key file's format.
 pub fn generate_key_table(id: KeyId) -> Result<String, ring::error::Unspecified> {
     let mut secret = [0u8; MIN_SECRET_BYTES];
@@ -309,6 +339,24 @@ pub(crate) mod tests {
         assert!(load("sign_with = 1\nextra = 2\n")
             .unwrap_err()
             .contains("unknown field `extra`"));
+    }
+
+    #[test]
+    fn created_key_files_are_private_valid_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/keys.toml");
+        create_key_file(&path, 1).unwrap();
+        let ring = KeyRing::load(&path).unwrap();
+        assert_eq!(ring.signing_key().id(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let before = std::fs::read(&path).unwrap();
+        assert!(create_key_file(&path, 1).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub(crate) fn try_candidates<T>(
         }
     }
     for form in [received, &decoded] {
-        if let Some(repaired) = browser_normalized(form) {
+        if let Some(repaired) = restore_merged_slashes(form) {
             visit(Repair::MergedSlashes, &repaired)?;
         }
     }
@@ -102,12 +102,28 @@ pub(crate) fn try_candidates<T>(
     ControlFlow::Continue(())
 }
 
-/// What a browser's URL parser makes of `bytes`, when that differs from `bytes`: `https:/a`
-/// becomes `https://a/`, so a `//` merged away by a client comes back.
-fn browser_normalized(bytes: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let normalized = target::normalize(text).ok()?;
-    (normalized.as_bytes() != bytes).then(|| normalized.into_bytes())
+/// Puts back the `//` after `http:` or `https:` that a client merged into `/`, and the `/` of
+/// an empty path that was merged into the `/` before our version segment: what a browser's
+/// URL parser would do. `None` when there is nothing to restore.
+fn restore_merged_slashes(bytes: &[u8]) -> Option<Vec<u8>> {
+    let scheme = [&b"https:"[..], b"http:"]
+        .into_iter()
+        .find(|scheme| bytes.starts_with(scheme))?;
+    let rest = &bytes[scheme.len()..];
+    let authority_and_path = rest
+        .strip_prefix(b"//")
+        .or_else(|| rest.strip_prefix(b"/"))?;
+    let mut restored = Vec::with_capacity(bytes.len() + 2);
+    restored.extend_from_slice(scheme);
+    restored.extend_from_slice(b"//");
+    restored.extend_from_slice(authority_and_path);
+    if !authority_and_path
+        .iter()
+        .any(|&b| matches!(b, b'/' | b'?' | b'#'))
+    {
+        restored.push(b'/');
+    }
+    (restored != bytes).then_some(restored)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -156,6 +172,21 @@ mod tests {
     fn merged_slashes_come_back() {
         let candidates = all("https:/a.example/p");
         assert!(candidates.contains(&(Repair::MergedSlashes, "https://a.example/p".to_owned())));
+    }
+
+    #[test]
+    fn merged_slashes_restore_only_the_scheme_and_an_empty_path() {
+        assert_eq!(
+            restore_merged_slashes(b"https:/a.example/p"),
+            Some(b"https://a.example/p".to_vec())
+        );
+        assert_eq!(
+            restore_merged_slashes(b"http:/a.example"),
+            Some(b"http://a.example/".to_vec())
+        );
+        assert_eq!(restore_merged_slashes(b"https://a.example?q"), None);
+        assert_eq!(restore_merged_slashes(b"https://a.example/p"), None);
+        assert_eq!(restore_merged_slashes(b"ftp:/a.example/p"), None);
     }
 
     #[test]

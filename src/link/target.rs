@@ -1,7 +1,7 @@
 //! The target: the destination of a click, normalised as a browser would and encoded into
 //! one path segment.
 
-use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
 /// Everything but `A–Z a–z 0–9 - . _ ~ : =` is percent-encoded in a link's target segment.
@@ -57,13 +57,65 @@ pub fn is_safe_location(target: &[u8]) -> bool {
 }
 
 /// Appends `target` to `out`, encoded as a link's target segment.
+///
+/// Byte by byte into one buffer: the same output as `utf8_percent_encode` with
+/// [`TARGET_ENCODE_SET`], without an iterator yielding a slice per escape, which showed in the
+/// rewriter's profile.
 pub fn encode_into(target: &str, out: &mut String) {
-    out.extend(utf8_percent_encode(target, TARGET_ENCODE_SET));
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(target.len() + target.len() / 2);
+    for &byte in target.as_bytes() {
+        if stays_literal(byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+}
+
+/// Whether `byte` stays literal in a target segment: outside [`TARGET_ENCODE_SET`].
+fn stays_literal(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b':' | b'=')
+}
+
+/// Whether `candidate` could be a target we signed: [`normalize`] only ever produces
+/// printable ASCII starting with `http://` or `https://`. Anything else is refused before its
+/// MAC is computed.
+pub fn could_be_signed(candidate: &[u8]) -> bool {
+    (candidate.starts_with(b"https://") || candidate.starts_with(b"http://"))
+        && is_safe_location(candidate)
 }
 
 /// Decodes every `%XX` escape in `input` once. Malformed escapes are kept as they are.
+///
+/// Copies the runs between escapes whole: on the decoder's hot path this is several times
+/// faster than decoding byte by byte.
 pub fn decode_once(input: &[u8]) -> Vec<u8> {
-    percent_decode(input).collect()
+    let mut decoded = Vec::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        decoded.extend_from_slice(&rest[..at]);
+        let escape = rest.get(at + 1..at + 3).and_then(|hex| {
+            let digits = std::str::from_utf8(hex).ok()?;
+            u8::from_str_radix(digits, 16)
+                .ok()
+                .filter(|_| hex.iter().all(u8::is_ascii_hexdigit))
+        });
+        match escape {
+            Some(byte) => {
+                decoded.push(byte);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                decoded.push(b'%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    decoded.extend_from_slice(rest);
+    decoded
 }
 
 /// Upper-cases the hex digits of every `%xx` escape, and nothing else.
@@ -105,6 +157,14 @@ mod tests {
             "https:%2F%2Fa.example%2Fp%3Fq=1%26r=%252f%23x%2By"
         );
         assert_eq!(encode("AZaz09-._~:="), "AZaz09-._~:=");
+        // The same as the percent-encoding crate with the contract's set, for every byte.
+        let all: String = (0u8..=0x7f)
+            .map(char::from)
+            .chain(['é', '€', '😀'])
+            .collect();
+        let expected: String =
+            percent_encoding::utf8_percent_encode(&all, TARGET_ENCODE_SET).collect();
+        assert_eq!(encode(&all), expected);
     }
 
     #[test]
@@ -158,5 +218,7 @@ mod tests {
         assert!(has_lower_case_escape(b"x%2f"));
         assert!(!has_lower_case_escape(b"x%2F%zz"));
         assert_eq!(decode_once(b"a%2Fb%zz%41"), b"a/b%zzA");
+        assert_eq!(decode_once(b"%+1%%2f%4"), b"%+1%/%4");
+        assert_eq!(decode_once(b"%C3%A4%25"), "ä%".as_bytes());
     }
 }

@@ -348,10 +348,22 @@ fn hostile_paths_cost_a_bounded_number_of_macs() {
     let ring = fixed_ring();
     let original = signed("https://example.com/", "");
     let (_, tail) = original.split_at(original.find("/1/").unwrap());
-    let fillers = ["%25", "%2f", "/", "?", "https:/", "%", "a"];
-    for filler in fillers {
+    let fillers = [
+        "%25",
+        "%2f",
+        "/",
+        "?",
+        "https:/",
+        "%",
+        "a",
+        "a%2f%252f%2541?/",
+    ];
+    for (filler, head) in fillers
+        .iter()
+        .flat_map(|f| [(f, "https:/"), (f, "https://a.example/")])
+    {
         let body = filler.repeat((MAX_REQUEST_TARGET - 200) / filler.len());
-        let request = format!("/CL0/https:/{body}{tail}");
+        let request = format!("/CL0/{head}{body}{tail}");
         let mut work = DecodeWork::default();
         assert!(!matches!(
             decode_counting(&request, &ring, &mut work),

@@ -5,6 +5,8 @@
 //! `--config` is given. Relative paths in a config file resolve against the file's folder; for
 //! the embedded default, against `config/` under the current directory, as if the repository's
 //! copy had been named.
+//!
+//! Each section that `mailtrack serve` reads has its own file: [`server`], [`tls`], [`log`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +16,18 @@ use url::Url;
 
 use crate::link::{KeyRing, KeyRingError, LinkSigner};
 
+pub mod events;
+pub mod log;
+pub mod server;
+pub mod tls;
+
+pub use events::{Durability, EventsConfig, SinkKind};
+pub use log::{LogConfig, LogFormat};
+pub use server::{ClientIpHeader, ServerConfig};
+pub use tls::{CertificateFiles, TlsConfig};
+
 /// The embedded default configuration: the repository's `config/mailtrack.toml`.
-pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/mailtrack.toml");
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/mailtrack.toml");
 
 /// Where the embedded default configuration behaves as if it had been read from.
 pub const DEFAULT_CONFIG_PATH: &str = "config/mailtrack.toml";
@@ -32,6 +44,16 @@ pub const MAX_MAX_LINKS: usize = 10_000;
 /// localhost, so links made with it work on the same machine with no certificate.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 
+/// Whether a missing key ring is created, when not configured: no. In production a missing
+/// ring is a mistake (a volume not mounted, a typo), and a fresh key would silently leave every
+/// link already sent unverifiable. The shipped default config turns it on for a first run.
+pub const DEFAULT_GENERATE_KEYS_IF_MISSING: bool = false;
+
+/// What to do with a link that can be read but not verified, when not configured: show the
+/// interstitial. A recipient whose mail client broke the link still reaches the destination
+/// with one more click, and nothing unverified is ever followed automatically.
+pub const DEFAULT_UNVERIFIED: UnverifiedPolicy = UnverifiedPolicy::Interstitial;
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,6 +63,17 @@ pub struct Config {
     pub tracking: TrackingConfig,
     /// The key ring file, resolved against the config file's folder.
     pub keys_file: PathBuf,
+    /// Whether a missing key ring file is created with one fresh key (`[keys]
+    /// generate_if_missing`).
+    pub generate_keys_if_missing: bool,
+    /// Where and how `serve` listens.
+    pub server: ServerConfig,
+    /// The HTTPS certificates.
+    pub tls: TlsConfig,
+    /// How `serve` logs.
+    pub log: LogConfig,
+    /// Where events go (`[events]`).
+    pub events: EventsConfig,
 }
 
 /// `[tracking]`: how links are written.
@@ -50,6 +83,18 @@ pub struct TrackingConfig {
     pub base_url: Url,
     /// The most links tracked per message; the rest are left as they are and reported.
     pub max_links: usize,
+    /// What `serve` answers to a link it can read but not verify.
+    pub unverified: UnverifiedPolicy,
+}
+
+/// What `serve` answers to a click whose destination can be read but whose MAC does not
+/// verify. It never redirects to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnverifiedPolicy {
+    /// A page that names the destination and asks for a click.
+    Interstitial,
+    /// The same 400 page as for a link that cannot be read at all.
+    Reject,
 }
 
 /// Why the configuration was refused. Every message names the file, and the key where
@@ -94,6 +139,14 @@ struct RawConfig {
     #[serde(default)]
     tracking: RawTracking,
     keys: RawKeys,
+    #[serde(default)]
+    server: server::RawServer,
+    #[serde(default)]
+    tls: tls::RawTls,
+    #[serde(default)]
+    log: log::RawLog,
+    #[serde(default)]
+    events: events::RawEvents,
 }
 
 #[derive(Deserialize, Default)]
@@ -101,12 +154,14 @@ struct RawConfig {
 struct RawTracking {
     base_url: Option<String>,
     max_links: Option<usize>,
+    unverified: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKeys {
     file: PathBuf,
+    generate_if_missing: Option<bool>,
 }
 
 impl Config {
@@ -137,34 +192,44 @@ impl Config {
             message,
         };
 
-        let base_url = raw.tracking.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let base_url = Url::parse(base_url).map_err(|e| {
-            invalid(
-                "tracking.base_url",
-                format!("{base_url:?} is not a URL: {e}"),
-            )
-        })?;
-        let max_links = raw.tracking.max_links.unwrap_or(DEFAULT_MAX_LINKS);
-        if max_links > MAX_MAX_LINKS {
-            return Err(invalid(
-                "tracking.max_links",
-                format!("{max_links} is more than the limit of {MAX_MAX_LINKS}"),
-            ));
-        }
         let folder = path.parent().unwrap_or(Path::new(""));
+        let refused = |(key, message)| invalid(key, message);
+        let tracking = raw.tracking.validate().map_err(refused)?;
+        let server = raw.server.validate().map_err(refused)?;
+        let tls = raw
+            .tls
+            .validate(folder, server.https.is_some())
+            .map_err(refused)?;
+        let log = raw.log.validate().map_err(refused)?;
+        let events = raw.events.validate(folder).map_err(refused)?;
         let config = Config {
             path: path.to_owned(),
-            tracking: TrackingConfig {
-                base_url,
-                max_links,
-            },
+            tracking,
             keys_file: folder.join(raw.keys.file),
+            generate_keys_if_missing: raw
+                .keys
+                .generate_if_missing
+                .unwrap_or(DEFAULT_GENERATE_KEYS_IF_MISSING),
+            server,
+            tls,
+            log,
+            events,
         };
         // A base URL the signer refuses is a config error, found before anything runs.
         if let Err(e) = LinkSigner::new(&config.tracking.base_url, Arc::new(empty_ring())) {
             return Err(invalid("tracking.base_url", e.to_string()));
         }
         Ok(config)
+    }
+
+    /// Creates the key ring file with one fresh active key when it is missing and
+    /// `generate_if_missing` allows it. Returns whether it created one, so the caller can say so.
+    pub fn ensure_key_ring(&self) -> Result<bool, ConfigError> {
+        if !self.generate_keys_if_missing || self.keys_file.exists() {
+            return Ok(false);
+        }
+        crate::link::key_ring::create_key_file(&self.keys_file, 1)?;
+        Ok(true)
     }
 
     /// Loads the key ring named by `[keys] file`.
@@ -179,6 +244,42 @@ impl Config {
             path: self.path.clone(),
             key: "tracking.base_url",
             message: e.to_string(),
+        })
+    }
+}
+
+impl RawTracking {
+    /// Validates `[tracking]`, except what needs the signer (checked by the caller).
+    fn validate(self) -> Result<TrackingConfig, server::Refusal> {
+        let base_url = self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let base_url = Url::parse(base_url).map_err(|e| {
+            (
+                "tracking.base_url",
+                format!("{base_url:?} is not a URL: {e}"),
+            )
+        })?;
+        let max_links = self.max_links.unwrap_or(DEFAULT_MAX_LINKS);
+        if max_links > MAX_MAX_LINKS {
+            return Err((
+                "tracking.max_links",
+                format!("{max_links} is more than the limit of {MAX_MAX_LINKS}"),
+            ));
+        }
+        let unverified = match self.unverified.as_deref() {
+            None => DEFAULT_UNVERIFIED,
+            Some("interstitial") => UnverifiedPolicy::Interstitial,
+            Some("reject") => UnverifiedPolicy::Reject,
+            Some(other) => {
+                return Err((
+                    "tracking.unverified",
+                    format!("{other:?} is not \"interstitial\" or \"reject\""),
+                ))
+            }
+        };
+        Ok(TrackingConfig {
+            base_url,
+            max_links,
+            unverified,
         })
     }
 }
@@ -217,6 +318,10 @@ mod tests {
         assert_eq!(config.tracking.base_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(config.tracking.max_links, DEFAULT_MAX_LINKS);
         assert_eq!(config.keys_file, Path::new("config/keys.toml"));
+        assert!(
+            config.generate_keys_if_missing,
+            "the shipped default runs from a fresh clone"
+        );
     }
 
     #[test]
@@ -225,6 +330,7 @@ mod tests {
         assert_eq!(config.keys_file, Path::new("/etc/mailtrack/keys.toml"));
         let config = load("[keys]\nfile = \"/var/lib/keys.toml\"\n").unwrap();
         assert_eq!(config.keys_file, Path::new("/var/lib/keys.toml"));
+        assert!(!config.generate_keys_if_missing);
     }
 
     #[test]

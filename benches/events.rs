@@ -1,0 +1,148 @@
+//! Events per second through the pipeline's Redis sink, beside `redis-benchmark` doing
+//! pipelined `XADD`s of the same entry against the same server in the same run.
+//!
+//! ```text
+//! cargo bench --bench events
+//! ```
+//!
+//! `EVENTS_BENCH_N` (events per run, 200000), `EVENTS_BENCH_BATCH` (`batch_max_events`) and
+//! `EVENTS_BENCH_WORKERS` (tokio worker threads, 2) change the run. A third line, redis-rs
+//! alone sending one prebuilt pipeline of 512 over and over, is the client library's own
+//! ceiling on this machine: what the pipeline adds (serialising, building the commands, the
+//! queue) is the distance from it.
+//!
+//! Both write the same fields (`event` with an event's JSON, `type`, `message_id`) with no
+//! trimming. `redis-benchmark` pipelines 64 commands per round trip over 50 connections;
+//! the pipeline sends batches of `batch_max_events` over one. The ratio is ours over
+//! theirs: how close the whole path (queue, batching, serialising, one writer) comes to what
+//! the server takes at best.
+
+#[path = "../tests/support_redis/mod.rs"]
+mod support_redis;
+
+use std::process::Command;
+use std::time::Instant;
+
+use mailtrack::config::SinkKind;
+use mailtrack::events::sample::sample_click;
+use mailtrack::events::EventPipeline;
+use support_redis::{events_config, RedisServer};
+
+/// Events per run, unless `EVENTS_BENCH_N` says otherwise.
+const DEFAULT_N: usize = 200_000;
+
+fn main() {
+    let n: usize = std::env::var("EVENTS_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_N);
+    let server = RedisServer::start();
+    let payload = serde_json::to_string(&sample_click("bench-message-1")).expect("JSON");
+
+    let theirs = redis_benchmark(&server, n, &payload);
+    let ours = pipeline(&server, n);
+    let _: () = server.query(redis::cmd("DEL").arg("mailtrack:bench:theirs"));
+    let theirs_again = redis_benchmark(&server, n, &payload);
+    let theirs = theirs.max(theirs_again);
+
+    let floor = redis_rs_alone(&server, n, &payload);
+    println!("event payload: {} bytes", payload.len());
+    println!("redis-rs alone (client floor):  {floor:>10.0} events/s");
+    println!("redis-benchmark XADD -P 64:   {theirs:>10.0} events/s");
+    println!("mailtrack pipeline (Redis):   {ours:>10.0} events/s");
+    println!("ratio (mailtrack / redis-benchmark): {:.2}", ours / theirs);
+}
+
+/// `redis-benchmark -n N -P 64 -q XADD … event <payload> type Click message_id …`.
+fn redis_benchmark(server: &RedisServer, n: usize, payload: &str) -> f64 {
+    let output = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .args(["-n", &n.to_string(), "-P", "64", "-q"])
+        .args(["XADD", "mailtrack:bench:theirs", "*", "event", payload])
+        .args(["type", "Click", "message_id", "bench-message-1"])
+        .output()
+        .expect("redis-benchmark runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `-q` ends with "…: 123456.79 requests per second, p50=… msec".
+    let rate = text.rsplit(": ").find_map(|part| {
+        part.split(" requests per second")
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    rate.unwrap_or_else(|| panic!("no rate in redis-benchmark's output: {text}"))
+}
+
+/// Offers `n` made events as fast as the queue takes them and waits until all are in Redis.
+fn pipeline(server: &RedisServer, n: usize) -> f64 {
+    let workers = std::env::var("EVENTS_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut config = events_config(dir.path(), SinkKind::Redis, Some(server.url()));
+    config.stream = "mailtrack:bench:ours".to_owned();
+    config.stream_maxlen = 0;
+    // A throughput run measures the sink path, not the spool that a burst past the
+    // watermark would take.
+    config.queue_capacity = n;
+    config.spool_watermark = n;
+    if let Some(batch) = std::env::var("EVENTS_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.batch_max_events = batch;
+    }
+    let events: Vec<_> = (0..n).map(|_| sample_click("bench-message-1")).collect();
+    runtime.block_on(async {
+        let (queue, pipeline) = EventPipeline::start(&config).expect("the pipeline starts");
+        let began = Instant::now();
+        for (i, event) in events.into_iter().enumerate() {
+            // The queue holds all n: an offer never finds it full.
+            queue.offer(event).expect("room in the queue");
+            if i % 1024 == 0 {
+                // Let the writer run, as a server's many request tasks would.
+                tokio::task::yield_now().await;
+            }
+        }
+        let stats = pipeline.shutdown().await;
+        let took = began.elapsed();
+        assert_eq!(stats.delivered + stats.replayed, n as u64, "{stats:?}");
+        n as f64 / took.as_secs_f64()
+    })
+}
+
+/// The same entries sent by redis-rs alone: prebuilt pipelines of 512, one at a time, over
+/// the same kind of connection the sink uses. What the pipeline adds is above this floor.
+fn redis_rs_alone(server: &RedisServer, n: usize, payload: &str) -> f64 {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = redis::Client::open(server.url()).expect("a client");
+        let mut connection = redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("a connection");
+        let mut pipe = redis::pipe();
+        for _ in 0..512 {
+            pipe.cmd("XADD")
+                .arg("mailtrack:bench:floor")
+                .arg("*")
+                .arg("event")
+                .arg(payload)
+                .arg("type")
+                .arg("Click")
+                .arg("message_id")
+                .arg("bench-message-1");
+        }
+        let began = Instant::now();
+        for _ in 0..n / 512 {
+            pipe.exec_async(&mut connection).await.expect("XADD");
+        }
+        (n / 512 * 512) as f64 / began.elapsed().as_secs_f64()
+    })
+}

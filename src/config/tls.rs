@@ -1,0 +1,97 @@
+//! `[tls]`: the certificates `mailtrack serve` presents on its HTTPS address, one
+//! `[[tls.certificate]]` per domain (or per set of domains), picked by SNI.
+//!
+//! Every certificate is loaded once at validation, so a missing file, a key that does not
+//! match its certificate or a PEM with nothing in it stops the process before it binds.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::server::Refusal;
+use crate::server::certificates::Certificate;
+
+/// `[tls]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// The certificate files, resolved against the config file's folder, in the order given.
+    /// The first is served to clients that send no SNI or a name no certificate covers.
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// One `[[tls.certificate]]`: a PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// The chain, end-entity certificate first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[tls]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    #[serde(default)]
+    certificate: Vec<RawCertificate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl RawTls {
+    /// Resolves the paths against `folder` and loads every certificate once.
+    pub(super) fn validate(self, folder: &Path, https: bool) -> Result<TlsConfig, Refusal> {
+        if https && self.certificate.is_empty() {
+            return Err((
+                "server.https",
+                "needs at least one [[tls.certificate]] with cert and key".to_owned(),
+            ));
+        }
+        let certificates: Vec<CertificateFiles> = self
+            .certificate
+            .into_iter()
+            .map(|raw| CertificateFiles {
+                cert: folder.join(raw.cert),
+                key: folder.join(raw.key),
+            })
+            .collect();
+        for files in &certificates {
+            Certificate::load(files).map_err(|e| ("tls.certificate", e.to_string()))?;
+        }
+        Ok(TlsConfig { certificates })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(text: &str, https: bool) -> Result<TlsConfig, Refusal> {
+        let raw: RawTls = toml::from_str(text).unwrap();
+        raw.validate(Path::new("/nonexistent/mailtrack"), https)
+    }
+
+    #[test]
+    fn https_needs_a_certificate() {
+        let (key, message) = validate("", true).unwrap_err();
+        assert_eq!(key, "server.https");
+        assert!(message.contains("[[tls.certificate]]"), "{message}");
+        assert!(validate("", false).unwrap().certificates.is_empty());
+    }
+
+    #[test]
+    fn files_resolve_against_the_config_folder_and_are_read_at_load() {
+        let text = "[[certificate]]\ncert = \"a.pem\"\nkey = \"/keys/a.key.pem\"\n";
+        let (key, message) = validate(text, true).unwrap_err();
+        assert_eq!(key, "tls.certificate");
+        assert!(
+            message.starts_with("cert /nonexistent/mailtrack/a.pem: "),
+            "{message}"
+        );
+    }
+}

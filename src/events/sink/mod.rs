@@ -1,0 +1,106 @@
+//! Where batches are delivered: `[events] sink = "file" | "redis" | "stdout"`.
+//!
+//! A sink takes a whole [`Batch`] and answers once it is safe there: fsynced for the file,
+//! acknowledged by Redis for the stream, flushed for stdout. It never retries on its own: on
+//! an error the writer spools the batch and replays it later, so a failed write costs one
+//! attempt, not a stall.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::batch::Batch;
+use crate::config::{EventsConfig, SinkKind};
+
+pub mod file;
+pub mod redis;
+pub mod stdout;
+
+pub use file::FileSink;
+pub use redis::RedisSink;
+pub use stdout::StdoutSink;
+
+/// Why a batch did not reach the sink. The writer spools it and retries later.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// The events file could not be written, synced or rotated (disk full, permissions).
+    #[error("events file {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Redis refused the batch or could not be reached. Check `events.redis_url` and that the
+    /// server (or cluster) is up.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// Standard output could not be written (the reader went away).
+    #[error("stdout: {0}")]
+    Stdout(std::io::Error),
+    /// The write took longer than `events.sink_timeout_ms`: the sink is slow or unreachable.
+    #[error("the sink did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// The configured sink.
+#[derive(Debug)]
+pub enum Sink {
+    /// A JSONL file, written off the async threads.
+    File(Arc<Mutex<FileSink>>),
+    /// A Redis stream (boxed: its clients are large, and there is one sink per process).
+    Redis(Box<RedisSink>),
+    /// Standard output.
+    Stdout(StdoutSink),
+}
+
+impl Sink {
+    /// The sink `config` names. Nothing is connected yet: an unreachable Redis is found at the
+    /// first write and spooled around, never fatal.
+    pub fn open(config: &EventsConfig) -> Result<Sink, SinkError> {
+        Ok(match config.sink {
+            SinkKind::File => Sink::File(Arc::new(Mutex::new(FileSink::open(
+                &config.file,
+                config.file_max_bytes,
+            )?))),
+            SinkKind::Redis => Sink::Redis(Box::new(RedisSink::new(config)?)),
+            SinkKind::Stdout => Sink::Stdout(StdoutSink::new()),
+        })
+    }
+
+    /// Delivers `batch`, returning once it is safe in the sink.
+    pub async fn deliver(&mut self, batch: &Arc<Batch>) -> Result<(), SinkError> {
+        match self {
+            Sink::File(file) => {
+                let batch = Arc::clone(batch);
+                off_thread(file, move |file| file.write(batch.jsonl())).await
+            }
+            Sink::Redis(redis) => redis.deliver(batch).await,
+            Sink::Stdout(stdout) => stdout.deliver(batch).await,
+        }
+    }
+}
+
+/// Runs `work` on the value behind `shared` on tokio's blocking threads, so that a slow disk
+/// (an `fsync` takes milliseconds) never holds up the async threads serving requests.
+///
+/// The mutex is only ever taken here, by one task at a time: it is never contended.
+pub(crate) async fn off_thread<T, R>(
+    shared: &Arc<Mutex<T>>,
+    work: impl FnOnce(&mut T) -> R + Send + 'static,
+) -> R
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let shared = Arc::clone(shared);
+    let task = tokio::task::spawn_blocking(move || {
+        // A panic in an earlier call left the value as it was; carry on with it.
+        let mut value = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        work(&mut value)
+    });
+    match task.await {
+        Ok(result) => result,
+        // Blocking tasks are never cancelled, so the only error is a panic: pass it on.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

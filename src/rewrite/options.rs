@@ -1,0 +1,71 @@
+//! What the rewriter is told: which message, which signer, and the choices a sender can make.
+
+use crate::config::{Config, ConfigError, DEFAULT_MAX_LINKS};
+use crate::link::{LinkSigner, MessageId};
+
+/// How the rewriter is to rewrite one message.
+#[derive(Debug, Clone)]
+pub struct RewriteOptions {
+    /// Signs the click links and the open pixel.
+    pub signer: LinkSigner,
+    /// The message every link records.
+    pub message_id: MessageId,
+    /// The most links tracked; later trackable links are left as they are and reported.
+    /// [`DEFAULT_MAX_LINKS`] unless set.
+    pub max_links: usize,
+    /// Which hrefs count as valid URLs. [`UrlSyntax::Rfc3986`] unless set.
+    pub url_syntax: UrlSyntax,
+    /// Where the open pixel goes when the message has no `{{ses:openTracker}}`.
+    /// [`PixelPlacement::BodyEnd`] unless set.
+    pub pixel: PixelPlacement,
+}
+
+impl RewriteOptions {
+    /// Options for `message_id` with every default.
+    pub fn new(signer: LinkSigner, message_id: MessageId) -> RewriteOptions {
+        RewriteOptions {
+            signer,
+            message_id,
+            max_links: DEFAULT_MAX_LINKS,
+            url_syntax: UrlSyntax::default(),
+            pixel: PixelPlacement::default(),
+        }
+    }
+
+    /// Options for `message_id` from the configuration: its signer (which loads the key ring)
+    /// and its `tracking.max_links`.
+    pub fn from_config(config: &Config, message_id: MessageId) -> Result<Self, ConfigError> {
+        let mut options = RewriteOptions::new(config.signer()?, message_id);
+        options.max_links = config.tracking.max_links;
+        Ok(options)
+    }
+}
+
+/// Which hrefs are tracked, by their syntax.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UrlSyntax {
+    /// Only hrefs that are valid RFC 3986 URIs (after entity decoding and trimming the
+    /// surrounding whitespace). The others are left as they are and reported, as SES does:
+    /// the sender sees the broken link in the report and fixes it at the source.
+    #[default]
+    Rfc3986,
+    /// Also hrefs that only a browser's (WHATWG) parser accepts, such as one with a space or a
+    /// non-ASCII character. The click redirects to the URL the browser would have requested
+    /// anyway, so the recipient lands in the same place.
+    Browser,
+}
+
+/// Where the open pixel goes when the message has no `{{ses:openTracker}}` before it.
+///
+/// Whatever comes first wins: a marker in the text before `<body>` (or before `</body>`)
+/// takes the pixel, and any later marker is removed, so a message has exactly one pixel.
+/// A message with neither a marker nor the body tag gets it at the very end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PixelPlacement {
+    /// Just before `</body>`, where it does not move the layout.
+    #[default]
+    BodyEnd,
+    /// Just after `<body>`: Gmail clips messages over 102 KB and does not load what it
+    /// clipped, so a long message's bottom pixel would never be fetched there.
+    BodyStart,
+}

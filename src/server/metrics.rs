@@ -1,0 +1,286 @@
+//! The counters `/metrics` serves, in Prometheus' text format (via `prometheus-client`).
+//!
+//! - `mailtrack_requests_total{route, status}`: every answer.
+//! - `mailtrack_repairs_total{repair}`: verified links by the repair that recovered them.
+//! - `mailtrack_unverified_total{reason}`: links that were read but did not verify.
+//! - `mailtrack_event_queue_depth`: events waiting for the writer, read at scrape time.
+//! - `mailtrack_events_dropped_total{reason}`: events lost because the queue was full or
+//!   closed.
+//! - `mailtrack_connections_shed_total`: connections closed at once because the server was
+//!   at `max_connections`.
+//!
+//! - From the events pipeline, read at scrape time: `mailtrack_events_delivered_total`,
+//!   `mailtrack_events_spooled_total`, `mailtrack_events_replayed_total`,
+//!   `mailtrack_sink_errors_total`, `mailtrack_spool_bytes`, `mailtrack_spool_corrupt_bytes_total`
+//!   and `mailtrack_sink_up`; events the full spool refused count in
+//!   `mailtrack_events_dropped_total{reason="spool_full"}`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::events::StatsSnapshot;
+
+/// The labels of `mailtrack_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+/// A single `reason` or `repair` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepairLabel {
+    repair: &'static str,
+}
+
+/// The server's counters, shared by every connection.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    repairs: Family<RepairLabel, Counter>,
+    unverified: Family<ReasonLabel, Counter>,
+    events_dropped: Family<ReasonLabel, Counter>,
+    connections_shed: Counter,
+    queue_depth: Gauge,
+    pipeline: PipelineMetrics,
+}
+
+/// The events pipeline's counters, brought up to its [`StatsSnapshot`] at each scrape.
+#[derive(Debug, Default)]
+struct PipelineMetrics {
+    delivered: Counter,
+    spooled: Counter,
+    replayed: Counter,
+    sink_errors: Counter,
+    spool_corrupt_bytes: Counter,
+    spool_bytes: Gauge,
+    sink_up: Gauge,
+    /// Held while counters are brought up to a snapshot, so two scrapes at once cannot both
+    /// add the same difference.
+    syncing: std::sync::Mutex<()>,
+}
+
+impl PipelineMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let counters = [
+            (
+                "events_delivered",
+                "Events the sink took straight from the queue",
+                &self.delivered,
+            ),
+            (
+                "events_spooled",
+                "Events written to the disk spool",
+                &self.spooled,
+            ),
+            (
+                "events_replayed",
+                "Events the sink took from the spool",
+                &self.replayed,
+            ),
+            (
+                "sink_errors",
+                "Sink writes that failed or timed out",
+                &self.sink_errors,
+            ),
+            (
+                "spool_corrupt_bytes",
+                "Spool bytes skipped as torn or corrupt",
+                &self.spool_corrupt_bytes,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "spool_bytes",
+            "Bytes in the spool not yet replayed",
+            self.spool_bytes.clone(),
+        );
+        registry.register(
+            "sink_up",
+            "1 while the sink takes writes",
+            self.sink_up.clone(),
+        );
+    }
+
+    /// Brings every counter up to `snapshot`, and `spool_full_drops` up to its drops.
+    fn update(&self, snapshot: &StatsSnapshot, spool_full_drops: &Counter) {
+        // A poisoned lock only means another scrape panicked; the counters are still sound.
+        let _syncing = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        let pairs = [
+            (&self.delivered, snapshot.delivered),
+            (&self.spooled, snapshot.spooled),
+            (&self.replayed, snapshot.replayed),
+            (&self.sink_errors, snapshot.sink_errors),
+            (&self.spool_corrupt_bytes, snapshot.spool_corrupt_bytes),
+            (spool_full_drops, snapshot.dropped),
+        ];
+        for (counter, total) in pairs {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.spool_bytes
+            .set(i64::try_from(snapshot.spool_bytes).unwrap_or(i64::MAX));
+        self.sink_up.set(i64::from(snapshot.sink_up));
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mailtrack");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let repairs = Family::<RepairLabel, Counter>::default();
+        let unverified = Family::<ReasonLabel, Counter>::default();
+        let events_dropped = Family::<ReasonLabel, Counter>::default();
+        let connections_shed = Counter::default();
+        let queue_depth = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "repairs",
+            "Verified links, by the repair that recovered them",
+            repairs.clone(),
+        );
+        registry.register(
+            "unverified",
+            "Links read but not verified, by reason",
+            unverified.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events not queued, by reason",
+            events_dropped.clone(),
+        );
+        registry.register(
+            "connections_shed",
+            "Connections closed at once because max_connections were open",
+            connections_shed.clone(),
+        );
+        registry.register(
+            "event_queue_depth",
+            "Events waiting for the writer",
+            queue_depth.clone(),
+        );
+        let pipeline = PipelineMetrics::default();
+        pipeline.register(&mut registry);
+        Metrics {
+            registry,
+            requests,
+            repairs,
+            unverified,
+            events_dropped,
+            connections_shed,
+            queue_depth,
+            pipeline,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts an answer.
+    pub fn request(&self, route: &'static str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+    }
+
+    /// Counts a verified link by its repair label.
+    pub fn repair(&self, repair: &'static str) {
+        self.repairs.get_or_create(&RepairLabel { repair }).inc();
+    }
+
+    /// Counts a link that did not verify.
+    pub fn unverified(&self, reason: &'static str) {
+        self.unverified.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts an event that was not queued.
+    pub fn event_dropped(&self, reason: &'static str) {
+        self.events_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts a connection closed because the server was full.
+    pub fn connection_shed(&self) {
+        self.connections_shed.inc();
+    }
+
+    /// Everything in Prometheus' text format, with the queue depth and the events pipeline's
+    /// counters (when there is a pipeline) read now.
+    pub fn encode(&self, queue_depth: usize, pipeline: Option<&StatsSnapshot>) -> String {
+        self.queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        if let Some(snapshot) = pipeline {
+            let spool_full = self.events_dropped.get_or_create(&ReasonLabel {
+                reason: "spool_full",
+            });
+            self.pipeline.update(snapshot, &spool_full);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("formatting into a String");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_has_every_family() {
+        let metrics = Metrics::default();
+        metrics.request("click", 302);
+        metrics.repair("decoded_once");
+        metrics.unverified("bad_mac");
+        metrics.event_dropped("full");
+        let snapshot = StatsSnapshot {
+            spooled: 5,
+            dropped: 2,
+            spool_bytes: 900,
+            sink_up: true,
+            ..StatsSnapshot::default()
+        };
+        metrics.encode(7, Some(&snapshot));
+        let text = metrics.encode(7, Some(&snapshot));
+        assert!(text.contains("mailtrack_events_spooled_total 5"), "{text}");
+        assert!(text.contains("mailtrack_spool_bytes 900"), "{text}");
+        assert!(text.contains("mailtrack_sink_up 1"), "{text}");
+        assert!(
+            text.contains("mailtrack_events_dropped_total{reason=\"spool_full\"} 2"),
+            "counters follow the snapshot without double counting: {text}"
+        );
+        assert!(
+            text.contains("mailtrack_requests_total{route=\"click\",status=\"302\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_repairs_total{repair=\"decoded_once\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_unverified_total{reason=\"bad_mac\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_events_dropped_total{reason=\"full\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("mailtrack_event_queue_depth 7"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,133 @@
+//! `mailtrack serve`: the proxy on the tracking domain.
+//!
+//! It answers clicks with a redirect and opens with a 1×1 GIF, over HTTP/1.1 and HTTP/2, in
+//! plain HTTP (behind a CDN) or with its own certificates, and hands each verified open or
+//! click to the event queue without waiting on it.
+//!
+//! [`run`] takes the listeners, the shared [`State`] and a shutdown future. When the future
+//! completes: every listener stops accepting; connections are told to close after their
+//! current request (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`); whatever is still open
+//! after `shutdown_grace` is dropped. Every answered request has queued its event before its
+//! answer was written, so once `run` returns and the last [`State`] is gone, the queue's
+//! receiver sees every event and then its end.
+//!
+//! # Layout
+//!
+//! - [`accept`]: the accept loop, the connection limit, draining.
+//! - [`connection`]: one connection: TLS handshake, HTTP/1.1 + HTTP/2, timeouts.
+//! - [`tls`]: the rustls configuration.
+//! - [`certificates`]: PEM loading, SNI selection, reload.
+//! - [`routes`]: what each request gets.
+//! - [`interstitial`]: the HTML pages.
+//! - [`client_ip`]: the client's address behind trusted proxies; truncation for logs.
+//! - [`metrics`]: the Prometheus counters.
+//! - [`state`]: what connections share.
+//! - [`signals`]: SIGTERM/SIGINT to stop, SIGHUP to reload.
+//! - [`logging`]: text or JSON logs.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::ServerConfig;
+
+pub mod accept;
+pub mod certificates;
+pub mod client_ip;
+pub mod connection;
+pub mod interstitial;
+pub mod logging;
+pub mod metrics;
+pub mod routes;
+pub mod signals;
+pub mod state;
+pub mod tls;
+
+pub use accept::Listener;
+pub use certificates::{CertificateError, CertificateStore};
+pub use metrics::Metrics;
+pub use state::{Limits, State};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// An address could not be bound: in use, or a privileged port without the right.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from `[server]`.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The certificates could not be loaded (they changed since the config was checked).
+    #[error(transparent)]
+    Certificates(#[from] CertificateError),
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Binds the addresses in `config`: plain HTTP, and HTTPS presenting `certificates`
+/// (required when `config.https` is set).
+pub async fn bind(
+    config: &ServerConfig,
+    certificates: Option<Arc<CertificateStore>>,
+) -> Result<Vec<Listener>, ServerError> {
+    let mut listeners = Vec::new();
+    if let Some(addr) = config.http {
+        listeners.push(Listener::plain(bind_tcp(addr).await?));
+    }
+    if let Some(addr) = config.https {
+        let store = certificates.ok_or(CertificateError::Empty)?;
+        let acceptor = tls::acceptor(store)?;
+        listeners.push(Listener::tls(bind_tcp(addr).await?, acceptor));
+    }
+    Ok(listeners)
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Serves `listeners` until `shutdown` completes, then drains (see the module docs).
+///
+/// Returns when every connection has closed or been dropped at the end of the grace period.
+pub async fn run(listeners: Vec<Listener>, state: State, shutdown: impl Future<Output = ()>) {
+    let limits = state.limits();
+    let (stop, stopped) = watch::channel(false);
+    let context = connection::ConnectionContext {
+        builder: Arc::new(connection::http_builder(&limits)),
+        state,
+        tls: None,
+        shutdown: stopped,
+    };
+    let limit = Arc::new(Semaphore::new(limits.max_connections));
+    let mut loops = JoinSet::new();
+    for listener in listeners {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, tls = listener.is_tls(), "listening");
+        }
+        loops.spawn(accept::accept_loop(
+            listener,
+            Arc::clone(&limit),
+            context.clone(),
+        ));
+    }
+    // Only the loops and their connections hold the state now, so the event queue closes
+    // when the last of them is done.
+    drop(context);
+    shutdown.await;
+    tracing::info!(grace = ?limits.shutdown_grace, "draining connections");
+    // The loops hold receivers until they finish, so this send reaches them; should they all
+    // be gone already, there is nothing to tell.
+    let _ = stop.send(true);
+    while loops.join_next().await.is_some() {}
+    tracing::info!("all connections closed");
+}

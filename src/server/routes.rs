@@ -1,0 +1,286 @@
+//! What each request gets.
+//!
+//! - `GET|HEAD /CL0/…`, `/L0/…`: a verified click is a 302 to its signed target; a readable
+//!   but unverified one gets the interstitial (or, with `unverified = "reject"`, the 400
+//!   page); anything else the 400 page. Nothing unverified is ever answered with a 3xx.
+//! - `GET|HEAD /CI0/…`, `/I0/…`: always the 1×1 GIF; an event only when it verifies.
+//! - `/healthz`, `/readyz`, `/metrics`.
+//! - Anything else 404; a method other than GET or HEAD 405.
+//!
+//! Links are decoded from the raw request-target exactly as received: hyper keeps the path
+//! and query as bytes and decodes no `%`-escapes.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::config::{Durability, UnverifiedPolicy};
+use crate::events::{CommitError, Event, QueueError, RequestFacts};
+use crate::link::{decode, Decoded, LinkKind, VerifiedLink};
+
+use super::client_ip::LoggedIp;
+use super::interstitial::{self, PAGE_HEADERS};
+use super::state::{Shared, State};
+
+/// The 1×1 transparent GIF (43 bytes) every open is answered with.
+pub const PIXEL_GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xFF, 0xFF, 0xFF, 0x21, 0xF9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2C, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B,
+];
+
+/// Every answer is built in memory: a full body.
+pub type Answer = Response<Full<Bytes>>;
+
+/// The longest `User-Agent` kept in an event; longer ones are cut (at a character boundary).
+const MAX_USER_AGENT: usize = 1024;
+
+/// Answers `request` from `peer`, and counts the answer.
+///
+/// It waits on nothing but, with `durability = "sync"`, the group commit of the event a
+/// verified link records.
+pub async fn respond<B>(request: &Request<B>, peer: IpAddr, state: &State) -> Answer {
+    let shared = state.shared();
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let (route, mut answer) = route(request, target, peer, shared).await;
+    if request.method() == Method::HEAD {
+        without_body(&mut answer);
+    }
+    shared.metrics.request(route, answer.status().as_u16());
+    tracing::debug!(
+        route,
+        status = answer.status().as_u16(),
+        client = %LoggedIp::new(peer, shared.full_client_ip),
+        "answered"
+    );
+    answer
+}
+
+async fn route<B>(
+    request: &Request<B>,
+    target: &str,
+    peer: IpAddr,
+    shared: &Shared,
+) -> (&'static str, Answer) {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut answer = page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            interstitial::method_not_allowed_page(),
+        );
+        answer
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return ("other", answer);
+    }
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    match path {
+        "/healthz" => return ("healthz", text(StatusCode::OK, "ok\n")),
+        "/readyz" if is_ready(shared) => return ("readyz", text(StatusCode::OK, "ready\n")),
+        "/readyz" => {
+            return (
+                "readyz",
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "event queue not accepting\n",
+                ),
+            )
+        }
+        "/metrics" => return ("metrics", metrics(shared)),
+        _ => {}
+    }
+    match LinkKind::split_route(target) {
+        Some((LinkKind::Click, _)) => ("click", click(request, target, peer, shared).await),
+        Some((LinkKind::Open, _)) => ("open", open(request, target, peer, shared).await),
+        None => (
+            "other",
+            page(StatusCode::NOT_FOUND, interstitial::not_found_page()),
+        ),
+    }
+}
+
+async fn click<B>(request: &Request<B>, target: &str, peer: IpAddr, shared: &Shared) -> Answer {
+    match decode(target, &shared.ring) {
+        Decoded::Verified(link) => match HeaderValue::from_str(&link.target) {
+            Ok(location) => {
+                record(request, &link, peer, shared).await;
+                let mut answer = empty(StatusCode::FOUND);
+                answer.headers_mut().insert(header::LOCATION, location);
+                answer
+            }
+            // The decoder hands out targets in the link alphabet, which is always a valid
+            // header value; should that ever not hold, refuse rather than fail.
+            Err(_) => page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
+        },
+        Decoded::Unverified(link) => {
+            shared.metrics.unverified(link.reason.as_str());
+            match (shared.unverified, link.target) {
+                (UnverifiedPolicy::Interstitial, Some(target)) => {
+                    page(StatusCode::OK, interstitial::interstitial_page(&target))
+                }
+                _ => page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
+            }
+        }
+        Decoded::Invalid(reason) => {
+            shared.metrics.unverified(reason.as_str());
+            page(StatusCode::BAD_REQUEST, interstitial::bad_request_page())
+        }
+    }
+}
+
+async fn open<B>(request: &Request<B>, target: &str, peer: IpAddr, shared: &Shared) -> Answer {
+    match decode(target, &shared.ring) {
+        Decoded::Verified(link) => record(request, &link, peer, shared).await,
+        Decoded::Unverified(link) => shared.metrics.unverified(link.reason.as_str()),
+        Decoded::Invalid(reason) => shared.metrics.unverified(reason.as_str()),
+    }
+    let mut answer = Response::new(Full::new(Bytes::from_static(PIXEL_GIF)));
+    let headers = answer.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, private"),
+    );
+    answer
+}
+
+/// Builds the event for a verified link and offers it to the queue. With `durability =
+/// "batch"` it never waits; with `"sync"` it waits for the batch's group commit, so the
+/// answer goes out only once the event is in the sink or fsynced to the spool.
+async fn record<B>(request: &Request<B>, link: &VerifiedLink, peer: IpAddr, shared: &Shared) {
+    shared.metrics.repair(link.repair_label());
+    let client_ip = shared.client_ip.client_ip(peer, request.headers());
+    let user_agent = header_text(request, header::USER_AGENT);
+    let facts = RequestFacts {
+        client_ip,
+        user_agent: truncate(user_agent, MAX_USER_AGENT),
+        tracking_domain: &tracking_domain(request),
+        method: request.method().as_str(),
+        received: SystemTime::now(),
+    };
+    let event = Event::new(link, &facts);
+    let offered = match shared.durability {
+        Durability::Batch => shared.events.offer(event).map(|()| None),
+        Durability::Sync => shared.events.offer_durable(event).map(Some),
+    };
+    let dropped = match offered {
+        Ok(None) => return,
+        Ok(Some(commit)) => match commit.await {
+            Ok(()) => return,
+            // The pipeline counted it (a full spool) and logged it; the metrics read its count.
+            Err(CommitError::Dropped) => return,
+            Err(CommitError::WriterGone) => "closed",
+        },
+        Err(QueueError::Full) => "full",
+        Err(QueueError::Closed) => "closed",
+    };
+    shared.metrics.event_dropped(dropped);
+    tracing::warn!(
+        reason = dropped,
+        message_id = link.message_id.as_str(),
+        "event dropped"
+    );
+}
+
+/// Ready when the event queue takes events and, behind a pipeline, the sink is up or the
+/// spool has room.
+fn is_ready(shared: &Shared) -> bool {
+    match &shared.pipeline {
+        Some(pipeline) => pipeline.is_ready(),
+        None => shared.events.is_accepting(),
+    }
+}
+
+/// The host the request was sent to: `:authority` (HTTP/2) or `Host`, without the port.
+fn tracking_domain<B>(request: &Request<B>) -> String {
+    let host = match request.uri().host() {
+        Some(host) => host,
+        None => without_port(header_text(request, header::HOST)),
+    };
+    truncate(host, 253).to_ascii_lowercase()
+}
+
+/// `example.com:8443` → `example.com`; `[2001:db8::1]:8443` → `[2001:db8::1]`.
+fn without_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
+        _ => authority,
+    }
+}
+
+fn header_text<B>(request: &Request<B>, name: HeaderName) -> &str {
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn metrics(shared: &Shared) -> Answer {
+    let snapshot = shared.pipeline.as_ref().map(|p| p.snapshot());
+    let body = shared
+        .metrics
+        .encode(shared.events.depth(), snapshot.as_ref());
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    answer
+}
+
+/// A HEAD answer: the GET answer's headers and length, no body. hyper drops the body of a
+/// HEAD answer on HTTP/1 but sends it on HTTP/2, where the client then resets the stream.
+fn without_body(answer: &mut Answer) {
+    let length = answer.body().size_hint().exact().unwrap_or(0);
+    answer
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    *answer.body_mut() = Full::new(Bytes::new());
+}
+
+fn empty(status: StatusCode) -> Answer {
+    let mut answer = Response::new(Full::new(Bytes::new()));
+    *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, private"),
+    );
+    answer
+}
+
+fn text(status: StatusCode, body: &'static str) -> Answer {
+    let mut answer = empty(status);
+    *answer.body_mut() = Full::new(Bytes::from_static(body.as_bytes()));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    answer
+}
+
+fn page(status: StatusCode, html: String) -> Answer {
+    let mut answer = empty(status);
+    *answer.body_mut() = Full::new(Bytes::from(html));
+    let headers = answer.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    answer
+}

@@ -1,0 +1,111 @@
+//! What every connection shares: the key ring, the policies from the config, the metrics and
+//! the event queue. Cloning a [`State`] is one reference count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, Durability, UnverifiedPolicy};
+use crate::events::{EventQueue, StatsReader};
+use crate::link::KeyRing;
+
+use super::client_ip::ClientIpPolicy;
+use super::metrics::Metrics;
+
+/// The server's shared state.
+#[derive(Debug, Clone)]
+pub struct State {
+    shared: Arc<Shared>,
+}
+
+/// The limits each connection is held to (see `config::server` for the defaults' reasons).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The most connections open at once.
+    pub max_connections: usize,
+    /// From connect until the request headers are complete.
+    pub header_read_timeout: Duration,
+    /// How long a connection may be idle.
+    pub idle_timeout: Duration,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) ring: KeyRing,
+    pub(crate) unverified: UnverifiedPolicy,
+    pub(crate) client_ip: ClientIpPolicy,
+    pub(crate) limits: Limits,
+    pub(crate) full_client_ip: bool,
+    pub(crate) metrics: Metrics,
+    pub(crate) events: EventQueue,
+    /// The events pipeline behind the queue, for `/metrics` and `/readyz`; `None` when the
+    /// queue's other end is read directly (tests).
+    pub(crate) pipeline: Option<StatsReader>,
+    /// Whether a request waits for its event's group commit before it is answered.
+    pub(crate) durability: Durability,
+}
+
+impl State {
+    /// The state for `config`, verifying links with `ring` and handing events to `events`,
+    /// whose other end the caller reads. Requests never wait for their events.
+    pub fn new(config: &Config, ring: KeyRing, events: EventQueue) -> State {
+        State::build(config, ring, events, None)
+    }
+
+    /// The state for `config` in front of an events pipeline: its counters go to `/metrics`,
+    /// its readiness to `/readyz`, and with `durability = "sync"` each request waits for its
+    /// event to be committed.
+    pub fn with_pipeline(
+        config: &Config,
+        ring: KeyRing,
+        events: EventQueue,
+        pipeline: StatsReader,
+    ) -> State {
+        State::build(config, ring, events, Some(pipeline))
+    }
+
+    fn build(
+        config: &Config,
+        ring: KeyRing,
+        events: EventQueue,
+        pipeline: Option<StatsReader>,
+    ) -> State {
+        let durability = match pipeline {
+            Some(_) => config.events.durability,
+            None => Durability::Batch,
+        };
+        let server = &config.server;
+        let shared = Shared {
+            ring,
+            unverified: config.tracking.unverified,
+            client_ip: ClientIpPolicy {
+                trusted_proxies: server.trusted_proxies.clone(),
+                header: server.client_ip_header,
+            },
+            limits: Limits {
+                max_connections: server.max_connections,
+                header_read_timeout: server.header_read_timeout,
+                idle_timeout: server.idle_timeout,
+                shutdown_grace: server.shutdown_grace,
+            },
+            full_client_ip: config.log.full_client_ip,
+            metrics: Metrics::default(),
+            events,
+            pipeline,
+            durability,
+        };
+        State {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The connection limits.
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}

@@ -1,0 +1,250 @@
+//! The `mailtrack` command line as a new user drives it: keygen, sign, pixel, decode, and the
+//! errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mailtrack::testing::{request_target, Mangling};
+
+/// A folder with a config and a fresh key ring made by `mailtrack keygen`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn mailtrack(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mailtrack"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("UTF-8 output")
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let keygen = mailtrack(&["keygen", "--id", "7"]);
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    std::fs::write(dir.path().join("keys.toml"), &keygen.stdout).expect("write keys");
+    let config = dir.path().join("mailtrack.toml");
+    std::fs::write(
+        &config,
+        "[tracking]\nbase_url = \"https://track.example.com\"\n[keys]\nfile = \"keys.toml\"\n",
+    )
+    .expect("write config");
+    Setup { _dir: dir, config }
+}
+
+impl Setup {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--config", path(&self.config)]);
+        mailtrack(&all)
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    let text = stdout(output);
+    assert_eq!(text.lines().count(), 1, "one JSON line: {text}");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+#[test]
+fn keygen_prints_one_active_key_table() {
+    let output = mailtrack(&["keygen", "--id", "3"]);
+    assert!(output.status.success());
+    let table: toml::Table = toml::from_str(&stdout(&output)).expect("TOML");
+    let key = &table["key"].as_array().expect("[[key]]")[0];
+    assert_eq!(key["id"].as_integer(), Some(3));
+    assert_eq!(key["state"].as_str(), Some("active"));
+    assert!(key["secret"].as_str().expect("a secret").len() >= 44);
+}
+
+#[test]
+fn sign_then_decode_round_trips_with_tags() {
+    let setup = setup();
+    let url = "https://example.com/welcome?user=42&next=%2Fhome";
+    let signed = setup.run(&[
+        "sign",
+        "--message-id",
+        "msg-1",
+        "--tag",
+        "campaign:spring",
+        "--tag",
+        "variant:b",
+        url,
+    ]);
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let link = stdout(&signed).trim().to_owned();
+    assert!(
+        link.starts_with("https://track.example.com/CL0/https:%2F%2Fexample.com%2F"),
+        "{link}"
+    );
+
+    let decoded = setup.run(&["decode", request_target(&link)]);
+    assert_eq!(decoded.status.code(), Some(0));
+    let value = json(&decoded);
+    assert_eq!(value["status"], "verified");
+    assert_eq!(value["kind"], "click");
+    assert_eq!(value["target"], url);
+    assert_eq!(value["message_id"], "msg-1");
+    assert_eq!(
+        value["tags"],
+        serde_json::json!({"campaign": ["spring"], "variant": ["b"]})
+    );
+    assert_eq!(value["key_id"], 7);
+    assert_eq!(value["repair"], "as_received");
+}
+
+#[test]
+fn decode_recovers_the_139_mail_form_and_refuses_tampering() {
+    let setup = setup();
+    let url = "https://id.example.com/signinverify?code=NZJUK4YMRJST&mail=kkbbzz1%40163.com&name=KOZ-AL00";
+    let link = stdout(&setup.run(&["sign", "--message-id", "m-139", url]))
+        .trim()
+        .to_owned();
+    let mangled = Mangling::ClientDecodedOnce.apply(request_target(&link));
+    assert!(
+        mangled.starts_with(&format!("/CL0/{url}/1/m-139/")),
+        "{mangled}"
+    );
+
+    let decoded = setup.run(&["decode", &mangled]);
+    assert_eq!(decoded.status.code(), Some(0));
+    assert_eq!(json(&decoded)["target"], url);
+    assert_eq!(json(&decoded)["repair"], "decoded_once");
+
+    let tampered = mangled.replace("NZJUK4YMRJST", "NZJUK4YMRJSX");
+    let decoded = setup.run(&["decode", &tampered]);
+    assert_eq!(decoded.status.code(), Some(1));
+    assert_eq!(json(&decoded)["status"], "unverified");
+    assert_eq!(json(&decoded)["reason"], "bad_mac");
+
+    let decoded = setup.run(&["decode", "/favicon.ico"]);
+    assert_eq!(decoded.status.code(), Some(1));
+    assert_eq!(json(&decoded)["status"], "invalid");
+}
+
+#[test]
+fn pixel_decodes_as_an_open() {
+    let setup = setup();
+    let pixel = setup.run(&["pixel", "--message-id", "msg-2"]);
+    assert!(pixel.status.success(), "{}", stderr(&pixel));
+    let link = stdout(&pixel).trim().to_owned();
+    assert!(
+        link.starts_with("https://track.example.com/CI0/msg-2/"),
+        "{link}"
+    );
+    let value = json(&setup.run(&["decode", request_target(&link)]));
+    assert_eq!(value["status"], "verified");
+    assert_eq!(value["kind"], "open");
+    assert_eq!(value["target"], serde_json::Value::Null);
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let setup = setup();
+    let cases = [
+        (
+            vec!["sign", "--message-id", "bad id", "https://example.com/"],
+            "--message-id \"bad id\"",
+        ),
+        (
+            vec!["sign", "--message-id", "m", "mailto:a@example.com"],
+            "scheme \"mailto\" is not tracked",
+        ),
+        (
+            vec!["sign", "--message-id", "m", "/relative"],
+            "not a valid URL",
+        ),
+        (
+            vec![
+                "sign",
+                "--message-id",
+                "m",
+                "--tag",
+                "nocolon",
+                "https://example.com/",
+            ],
+            "--tag \"nocolon\"",
+        ),
+        (vec!["pixel", "--message-id", ""], "message id is empty"),
+    ];
+    for (args, expected) in cases {
+        let output = setup.run(&args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(stdout(&output).is_empty());
+    }
+}
+
+#[test]
+fn config_errors_exit_64_naming_the_file_and_key() {
+    let setup = setup();
+    let dir = setup.config.parent().expect("a folder").to_owned();
+
+    std::fs::remove_file(dir.join("keys.toml")).expect("remove keys");
+    let output = setup.run(&["sign", "--message-id", "m", "https://example.com/"]);
+    assert_eq!(output.status.code(), Some(64));
+    let err = stderr(&output);
+    assert!(
+        err.contains("keys file ") && err.contains("keys.toml"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.join("keys.toml"),
+        "[[key]]\nid = 1\nsecret = \"c2hvcnQ=\"\nstate = \"active\"\n",
+    )
+    .expect("write");
+    let err = stderr(&setup.run(&["pixel", "--message-id", "m"]));
+    assert!(err.contains("key 1 has a 5-byte secret"), "{err}");
+
+    std::fs::write(
+        &setup.config,
+        "[tracking]\nbase_url = \"https://t.example/x\"\n[keys]\nfile = \"keys.toml\"\n",
+    )
+    .expect("write");
+    let output = setup.run(&["pixel", "--message-id", "m"]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).contains("tracking.base_url"),
+        "{}",
+        stderr(&output)
+    );
+
+    std::fs::write(&setup.config, "[keys]\nfile = \"keys.toml\"\nfiel = 1\n").expect("write");
+    let output = setup.run(&["pixel", "--message-id", "m"]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).contains("line 3: unknown field `fiel`"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = mailtrack(&[
+        "pixel",
+        "--message-id",
+        "m",
+        "--config",
+        "/nonexistent/mailtrack.toml",
+    ]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).contains("config /nonexistent/mailtrack.toml"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -1,0 +1,335 @@
+//! Shared helpers for the `serve_*` tests: a server on port 0, a certificate authority made
+//! at test time, and an HTTP/1.1 or HTTP/2 client over plain TCP or rustls that sends the
+//! request-target exactly as given.
+#![allow(dead_code, unreachable_pub, missing_docs)] // Each test file uses a different part.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{HeaderMap, Request};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+use mailtrack::config::CertificateFiles;
+use mailtrack::events::{Event, EventQueue, EventReceiver};
+use mailtrack::link::{LinkTags, MessageId};
+use mailtrack::server::{self, CertificateStore, State};
+use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
+use mailtrack::Config;
+
+/// A config for tests: plain HTTP on a free port of 127.0.0.1, plus `extra` TOML.
+pub fn config(extra: &str) -> Config {
+    let text = format!("[keys]\nfile = \"keys.toml\"\n[server]\nhttp = \"127.0.0.1:0\"\n{extra}");
+    Config::from_toml(&text, Path::new("test.toml")).expect("the test config is valid")
+}
+
+/// A running server and the receiving end of its event queue.
+pub struct TestServer {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub store: Option<Arc<CertificateStore>>,
+    pub events: EventReceiver,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts `config` on port 0 (HTTPS too when it has certificates).
+    pub async fn start(config: Config) -> TestServer {
+        let store = (!config.tls.certificates.is_empty())
+            .then(|| Arc::new(CertificateStore::load(&config.tls.certificates).unwrap()));
+        let listeners = server::bind(&config.server, store.clone()).await.unwrap();
+        let addr_of = |tls: bool| {
+            listeners
+                .iter()
+                .find(|l| l.is_tls() == tls)
+                .map(|l| l.local_addr().unwrap())
+        };
+        let (http, https) = (addr_of(false), addr_of(true));
+        let (queue, events) = EventQueue::bounded(1024);
+        let state = State::new(&config, fixed_ring(), queue);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listeners, state, async {
+            // A dropped sender also stops the server.
+            let _ = stopped.await;
+        }));
+        TestServer {
+            http,
+            https,
+            store,
+            events,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// The next queued event, waiting briefly.
+    pub async fn next_event(&mut self) -> Event {
+        tokio::time::timeout(std::time::Duration::from_secs(5), self.events.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("the queue is open")
+    }
+
+    /// Whether an event is waiting now.
+    pub fn has_event(&mut self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Stops the server, waits for it to drain, and returns every event left in the queue.
+    pub async fn stop(mut self) -> Vec<Event> {
+        // The receiver is alive until `self` drops, so the send cannot fail.
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.await.unwrap();
+        let mut events = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            events.push(event);
+        }
+        events
+    }
+}
+
+/// The request-target of a signed click to `url`.
+pub fn click(url: &str, message_id: &str) -> String {
+    let id = MessageId::new(message_id).unwrap();
+    let link = fixed_signer()
+        .click_url(url, &id, &LinkTags::new())
+        .unwrap();
+    request_target(&link).to_owned()
+}
+
+/// The request-target of a signed open pixel.
+pub fn pixel(message_id: &str) -> String {
+    let link = fixed_signer().open_url(&MessageId::new(message_id).unwrap());
+    request_target(&link).to_owned()
+}
+
+/// HTTP/1.1 or HTTP/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+}
+
+/// A response, with what the TLS handshake said.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub alpn: Option<Vec<u8>>,
+    pub peer_certificate: Option<CertificateDer<'static>>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A TLS client trusting one CA, sending `sni`.
+#[derive(Clone)]
+pub struct TlsClient {
+    pub roots: Arc<rustls::RootCertStore>,
+    pub sni: String,
+}
+
+impl TlsClient {
+    fn config(&self, proto: Proto) -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(Arc::clone(&self.roots))
+            .with_no_client_auth();
+        config.alpn_protocols = match proto {
+            Proto::Http1 => vec![b"http/1.1".to_vec()],
+            Proto::Http2 => vec![b"h2".to_vec()],
+        };
+        Arc::new(config)
+    }
+}
+
+/// Sends one request on a new connection; `target` goes on the wire exactly as given.
+pub async fn send(
+    addr: SocketAddr,
+    tls: Option<&TlsClient>,
+    proto: Proto,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    try_send(addr, tls, proto, method, target, headers)
+        .await
+        .unwrap()
+}
+
+/// As [`send`], returning connection and protocol errors.
+pub async fn try_send(
+    addr: SocketAddr,
+    tls: Option<&TlsClient>,
+    proto: Proto,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let Some(client) = tls else {
+        return exchange(TokioIo::new(tcp), proto, "http", method, target, headers).await;
+    };
+    let connector = TlsConnector::from(client.config(proto));
+    let name = ServerName::try_from(client.sni.clone()).unwrap();
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, session) = stream.get_ref();
+    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+    let peer_certificate = session.peer_certificates().and_then(|c| c.first().cloned());
+    let mut reply = exchange(
+        TokioIo::new(stream),
+        proto,
+        "https",
+        method,
+        target,
+        headers,
+    )
+    .await?;
+    reply.alpn = alpn;
+    reply.peer_certificate = peer_certificate;
+    Ok(reply)
+}
+
+async fn exchange<I>(
+    io: TokioIo<I>,
+    proto: Proto,
+    scheme: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let host = "track.example.com";
+    let uri = match proto {
+        Proto::Http1 => target.to_owned(),
+        Proto::Http2 => format!("{scheme}://{host}{target}"),
+    };
+    let mut request = Request::builder().method(method).uri(uri);
+    if proto == Proto::Http1 {
+        request = request.header("host", host);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::<Bytes>::new()).unwrap();
+    let error = |e: hyper::Error| e.to_string();
+    let response = match proto {
+        Proto::Http1 => {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(error)?;
+            tokio::spawn(connection);
+            sender.send_request(request).await.map_err(error)?
+        }
+        Proto::Http2 => {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(error)?;
+            tokio::spawn(connection);
+            sender.send_request(request).await.map_err(error)?
+        }
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(error)?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+        alpn: None,
+        peer_certificate: None,
+    })
+}
+
+/// A certificate authority made at test time, writing PEM files into a temporary folder.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mailtrack test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        TestPki {
+            dir: tempfile::tempdir().unwrap(),
+            issuer,
+        }
+    }
+
+    /// The CA's certificate in PEM, for curl's `--cacert`.
+    pub fn ca_file(&self) -> PathBuf {
+        let path = self.dir.path().join("ca.pem");
+        std::fs::write(&path, self.issuer.pem()).unwrap();
+        path
+    }
+
+    /// A client trusting this CA and sending `sni`.
+    pub fn client(&self, sni: &str) -> TlsClient {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        TlsClient {
+            roots: Arc::new(roots),
+            sni: sni.to_owned(),
+        }
+    }
+
+    /// A leaf certificate for `names`, written as `{stem}.pem` and `{stem}.key.pem`; returns
+    /// the files and the certificate's DER.
+    pub fn leaf(&self, stem: &str, names: &[&str]) -> (CertificateFiles, CertificateDer<'static>) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let files = CertificateFiles {
+            cert: self.dir.path().join(format!("{stem}.pem")),
+            key: self.dir.path().join(format!("{stem}.key.pem")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        (files, cert.der().clone())
+    }
+}
+
+/// Whether `program` can be run (for tests that use curl or Chromium when installed).
+pub fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}

@@ -1,0 +1,126 @@
+//! The Redis sink over TLS (`rediss://`, rustls with ring) with AUTH in the URL, against a
+//! real `redis-server` serving TLS only, with a certificate from a CA made at test time. The
+//! client trusts the CA through `SSL_CERT_FILE`, as an operator with a private CA would.
+
+mod support_redis;
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailtrack::config::SinkKind;
+use mailtrack::events::sample::sample_event;
+use mailtrack::events::EventPipeline;
+use support_redis::{event_id, events_config, free_port};
+
+/// A CA and a certificate for 127.0.0.1, as PEM files in `dir`: (ca, cert, key).
+fn pki(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let files = [
+        dir.join("ca.pem"),
+        dir.join("redis.pem"),
+        dir.join("redis.key.pem"),
+    ];
+    std::fs::write(&files[0], issuer.pem()).unwrap();
+    std::fs::write(&files[1], cert.pem()).unwrap();
+    std::fs::write(&files[2], key.serialize_pem()).unwrap();
+    files
+}
+
+/// Stops the server however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // `kill` fails only if the server already exited; either way it is gone.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn events_reach_a_tls_redis_with_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = pki(dir.path());
+    let port = free_port();
+    let server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .args(["--requirepass", "s3cret"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    let _server = KillOnDrop(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not listen for TLS"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The only test in this binary: nothing else reads the environment meanwhile.
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let url = format!("rediss://default:s3cret@127.0.0.1:{port}/");
+    let config = events_config(dir.path(), SinkKind::Redis, Some(url.clone()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ids: Vec<String> = runtime.block_on(async {
+        let (queue, pipeline) = EventPipeline::start(&config).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let event = sample_event(&format!("m-{i}"));
+            ids.push(event.mailtrack.event_id.clone());
+            queue.offer(event).unwrap();
+        }
+        let stats = pipeline.shutdown().await;
+        assert_eq!((stats.delivered, stats.sink_errors), (50, 0), "{stats:?}");
+        ids
+    });
+
+    // Read back through the binary's consumer, over TLS too.
+    let file = dir.path().join("mailtrack.toml");
+    let text = format!("[keys]\nfile = \"k\"\n[events]\nsink = \"redis\"\nredis_url = \"{url}\"\n");
+    std::fs::write(&file, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mailtrack"))
+        .args(["events", "tail", "--max", "50", "--config"])
+        .arg(&file)
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| event_id(&serde_json::from_str(line).unwrap()))
+        .collect();
+    assert_eq!(printed, ids);
+}

@@ -1,0 +1,226 @@
+//! Slow and idle clients, oversized heads: the limits that keep one client from hurting
+//! the others. Timeouts are configured short; speeds are only compared with a baseline
+//! measured in the same test.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{config, send, try_send, Proto, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const SLOW_CLIENTS: usize = 500;
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn short_timeouts() -> mailtrack::Config {
+    let mut config = config("");
+    config.server.header_read_timeout = HEADER_READ_TIMEOUT;
+    config.server.idle_timeout = IDLE_TIMEOUT;
+    config
+}
+
+/// How long until the server closes `stream`, reading whatever it sends; `None` past `limit`.
+async fn time_to_close(
+    stream: &mut TcpStream,
+    started: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    let mut buf = [0u8; 1024];
+    loop {
+        match timeout(
+            limit.saturating_sub(started.elapsed()),
+            stream.read(&mut buf),
+        )
+        .await
+        {
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue, // a 408, or the answer to an earlier request
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Sends a request one byte a second until the server hangs up; returns when it did.
+async fn slow_loris(addr: SocketAddr) -> Option<Duration> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let head = b"GET /healthz HTTP/1.1\r\nHost: track.example.com\r\nX-Slow: ".iter();
+    let mut buf = [0u8; 64];
+    for byte in head.chain(std::iter::repeat(&b'a')) {
+        if stream.write_all(&[*byte]).await.is_err() {
+            return Some(started.elapsed());
+        }
+        match timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+            Ok(_) => return Some(started.elapsed()), // closed, reset, or answered 408
+            Err(_) if started.elapsed() > HEADER_READ_TIMEOUT * 4 => return None,
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// The median time for a fresh connection to get `/healthz`.
+async fn median_latency(addr: SocketAddr, samples: usize) -> Duration {
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let reply = send(addr, None, Proto::Http1, "GET", "/healthz", &[]).await;
+        assert_eq!(reply.status, 200);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[samples / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_does_not_slow_others_and_is_cut_off() {
+    let server = TestServer::start(short_timeouts()).await;
+    let addr = server.http.unwrap();
+    let baseline = median_latency(addr, 50).await;
+
+    let slow: Vec<_> = (0..SLOW_CLIENTS)
+        .map(|_| tokio::spawn(slow_loris(addr)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = median_latency(addr, 50).await;
+    eprintln!("median latency: {baseline:?} alone, {loaded:?} beside {SLOW_CLIENTS} slow clients");
+    assert!(
+        loaded <= baseline * 20,
+        "{loaded:?} vs baseline {baseline:?}"
+    );
+
+    let mut closed_after = Vec::new();
+    for task in slow {
+        closed_after.push(task.await.unwrap().expect("closed by the server"));
+    }
+    let latest = closed_after.iter().max().unwrap();
+    eprintln!("slow clients closed after at most {latest:?}");
+    assert!(
+        *latest >= HEADER_READ_TIMEOUT,
+        "not before the timeout: {latest:?}"
+    );
+    // The slow clients look once a second, so they see the close up to a second late.
+    assert!(
+        *latest < HEADER_READ_TIMEOUT + Duration::from_secs(3),
+        "{latest:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed() {
+    let pki = common::TestPki::new();
+    let (files, _) = pki.leaf("track", &["track.example.com"]);
+    let mut config = short_timeouts();
+    config.server.https = Some("127.0.0.1:0".parse().unwrap());
+    config.tls.certificates = vec![files];
+    let server = TestServer::start(config).await;
+    let limit = IDLE_TIMEOUT * 3;
+
+    // Silent on HTTPS: the handshake never starts. Half an HTTP/2 preface on HTTP.
+    for (addr, bytes) in [
+        (server.https.unwrap(), &b""[..]),
+        (server.http.unwrap(), b"PRI * HTTP/2.0\r\n"),
+    ] {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let closed = time_to_close(&mut stream, started, limit)
+            .await
+            .expect("closed");
+        assert!(
+            closed >= HEADER_READ_TIMEOUT && closed < HEADER_READ_TIMEOUT * 2,
+            "{closed:?}"
+        );
+    }
+
+    // Idle after one request on HTTP/1.1 keep-alive.
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(server.http.unwrap()).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let closed = time_to_close(&mut stream, started, limit)
+        .await
+        .expect("closed");
+    eprintln!("idle HTTP/1.1 connection closed after {closed:?}");
+    assert!(
+        closed >= HEADER_READ_TIMEOUT.min(IDLE_TIMEOUT),
+        "{closed:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn heads_over_8_kib_are_refused() {
+    let server = TestServer::start(config("")).await;
+    let addr = server.http.unwrap();
+    let big = "a".repeat(9 * 1024);
+    let reply = send(
+        addr,
+        None,
+        Proto::Http1,
+        "GET",
+        "/healthz",
+        &[("x-big", &big)],
+    )
+    .await;
+    assert_eq!(reply.status, 431);
+    let fits = "a".repeat(6 * 1024);
+    for proto in [Proto::Http1, Proto::Http2] {
+        let reply = send(addr, None, proto, "GET", "/healthz", &[("x-fits", &fits)]).await;
+        assert_eq!(reply.status, 200);
+    }
+    // HTTP/2 refuses the stream (or answers 431): either way, no 200.
+    match try_send(
+        addr,
+        None,
+        Proto::Http2,
+        "GET",
+        "/healthz",
+        &[("x-big", &big)],
+    )
+    .await
+    {
+        Ok(reply) => assert_eq!(reply.status, 431),
+        Err(error) => eprintln!("HTTP/2 with a 9 KiB header: {error}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn past_max_connections_new_ones_are_closed_at_once() {
+    let mut config = config("");
+    config.server.max_connections = 2;
+    let server = TestServer::start(config).await;
+    let addr = server.http.unwrap();
+    let _held: Vec<TcpStream> = vec![
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let closed = time_to_close(&mut extra, started, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "the extra connection is closed, not left waiting"
+    );
+    drop(_held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = send(addr, None, Proto::Http1, "GET", "/healthz", &[]).await;
+    assert_eq!(reply.status, 200);
+    let metrics = send(addr, None, Proto::Http1, "GET", "/metrics", &[])
+        .await
+        .text();
+    assert!(
+        metrics.contains("mailtrack_connections_shed_total 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
