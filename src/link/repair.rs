@@ -86,7 +86,10 @@ pub(crate) fn try_candidates<T>(
     if has_slash {
         visit(Repair::SlashDecoded, &decoded)?;
     }
-    for form in [received, &decoded] {
+    // The received form is a target only if the client decoded our layer; otherwise it is
+    // still in our encoding, which no signed target ever is.
+    let received_form = client_decoded.then_some(received);
+    for form in [received_form, Some(&decoded[..])].into_iter().flatten() {
         if target::has_lower_case_escape(form) {
             visit(Repair::LowerCaseHex, &target::upper_case_escapes(form))?;
         }
@@ -96,7 +99,9 @@ pub(crate) fn try_candidates<T>(
             visit(Repair::MergedSlashes, &repaired)?;
         }
     }
-    if contains(received, b"%25") {
+    // Encoding once more turns every `%` into `%25` but adds no `/` or `?`: a client-decoded
+    // target is not double-encoded.
+    if !client_decoded && contains(received, b"%25") {
         visit(Repair::ExtraPercentLayer, &target::decode_once(&decoded))?;
     }
     ControlFlow::Continue(())
