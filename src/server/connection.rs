@@ -87,15 +87,31 @@ pub(crate) struct ConnectionContext {
 /// Serves one accepted connection until it closes, times out, or is drained.
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: ConnectionContext) {
     let accepted = Instant::now();
-    let limits = context.state.limits();
-    let first_deadline = accepted + limits.header_read_timeout;
     match context.tls.clone() {
         None => drive(TokioIo::new(stream), peer, accepted, &context).await,
-        Some(acceptor) => match timeout_at(first_deadline, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => drive(TokioIo::new(tls), peer, accepted, &context).await,
-            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
-        },
+        // Boxed: an async fn's state is as large as its largest branch, and the TLS branch
+        // (the handshake, then hyper over rustls's buffers) is far larger than the plain one.
+        // Inline, every plain connection's task would be sized for TLS; boxed, a plain
+        // connection holds about 3.6 KiB less while it is open (VmRSS with 10,000 idle
+        // connections: 172 MB before, 136 MB after; `benches/compare.sh`), and a TLS one pays
+        // one more allocation, next to its handshake.
+        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, peer, accepted, &context)).await,
+    }
+}
+
+/// The TLS handshake, under the first deadline, then HTTP over it.
+async fn serve_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    peer: SocketAddr,
+    accepted: Instant,
+    context: &ConnectionContext,
+) {
+    let first_deadline = accepted + context.state.limits().header_read_timeout;
+    match timeout_at(first_deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => drive(TokioIo::new(tls), peer, accepted, context).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
     }
 }
 
