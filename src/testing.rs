@@ -13,18 +13,23 @@ use crate::link::{decode, Decoded, KeyRing, LinkSigner, LinkTags, MessageId, MAX
 
 /// A fixed ring: key 1 retired, key 2 active and signing, key 3 revoked.
 pub fn fixed_ring() -> KeyRing {
+    KeyRing::from_toml(&fixed_ring_toml(), Path::new("fixed-ring.toml"))
+        .expect("the fixed ring is valid")
+}
+
+/// [`fixed_ring`] as a key file's text, for tests that start the binary.
+pub fn fixed_ring_toml() -> String {
     let table = |id: u8, state: &str| {
         use base64::Engine as _;
         let secret = base64::engine::general_purpose::STANDARD.encode([id; 32]);
         format!("[[key]]\nid = {id}\nsecret = \"{secret}\"\nstate = \"{state}\"\n")
     };
-    let text = format!(
+    format!(
         "sign_with = 2\n{}{}{}",
         table(1, "retired"),
         table(2, "active"),
         table(3, "revoked")
-    );
-    KeyRing::from_toml(&text, Path::new("fixed-ring.toml")).expect("the fixed ring is valid")
+    )
 }
 
 /// A signer for `https://track.example.com` over [`fixed_ring`].

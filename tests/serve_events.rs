@@ -21,13 +21,7 @@ const STREAM: &str = "mailtrack:events";
 
 /// A config in `dir` with the fixed test ring, plain HTTP on port 0 and the Redis sink.
 fn write_config(dir: &Path, redis: &RedisServer, durability: &str) -> PathBuf {
-    use base64::Engine as _;
-    let secret = |id: u8| base64::engine::general_purpose::STANDARD.encode([id; 32]);
-    let keys = format!(
-        "sign_with = 2\n[[key]]\nid = 2\nsecret = \"{}\"\nstate = \"active\"\n",
-        secret(2)
-    );
-    std::fs::write(dir.join("keys.toml"), keys).unwrap();
+    std::fs::write(dir.join("keys.toml"), mailtrack::testing::fixed_ring_toml()).unwrap();
     let config = dir.join("mailtrack.toml");
     let body = format!(
         "[keys]\nfile = \"keys.toml\"\n[server]\nhttp = \"127.0.0.1:0\"\nshutdown_grace = 5\n\

@@ -19,18 +19,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_mailtrack");
 /// The same ring as `mailtrack::testing::fixed_ring`, as a file, so links from
 /// `fixed_signer` verify in the spawned server.
 fn write_ring(dir: &Path) {
-    use base64::Engine as _;
-    let table = |id: u8, state: &str| {
-        let secret = base64::engine::general_purpose::STANDARD.encode([id; 32]);
-        format!("[[key]]\nid = {id}\nsecret = \"{secret}\"\nstate = \"{state}\"\n")
-    };
-    let text = format!(
-        "sign_with = 2\n{}{}{}",
-        table(1, "retired"),
-        table(2, "active"),
-        table(3, "revoked")
-    );
-    std::fs::write(dir.join("keys.toml"), text).unwrap();
+    std::fs::write(dir.join("keys.toml"), mailtrack::testing::fixed_ring_toml()).unwrap();
 }
 
 fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
