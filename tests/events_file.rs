@@ -4,8 +4,7 @@
 mod support_redis;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use mailtrack::config::SinkKind;
 use mailtrack::events::sample::{sample_click, sample_event};
@@ -13,7 +12,7 @@ use mailtrack::events::{Event, EventPipeline, QueueError};
 use mailtrack::link::{decode, Decoded, LinkTags, MessageId};
 use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 use serde_json::Value;
-use support_redis::{event_id, events_config, schema};
+use support_redis::{event_id, events_config, schema, spawn_producers};
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -83,23 +82,7 @@ async fn shutdown_under_load_writes_everything_accepted() {
     let mut config = events_config(dir.path(), SinkKind::File, None);
     config.file_max_bytes = 256 * 1024; // several rotations along the way
     let (queue, pipeline) = EventPipeline::start(&config).unwrap();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let mut producers = Vec::new();
-    for p in 0..4 {
-        let (queue, accepted) = (queue.clone(), Arc::clone(&accepted));
-        producers.push(tokio::spawn(async move {
-            for i in 0.. {
-                match queue.offer(sample_event(&format!("p{p}-{i}"))) {
-                    Ok(()) => accepted.fetch_add(1, Ordering::Relaxed),
-                    Err(QueueError::Full) => 0,
-                    Err(_) => break,
-                };
-                if i % 64 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-        }));
-    }
+    let (producers, accepted) = spawn_producers(&queue, sample_event);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let stats = pipeline.shutdown().await;
     for producer in producers {

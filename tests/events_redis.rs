@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use mailtrack::config::{Durability, SinkKind};
 use mailtrack::events::sample::{sample_click, sample_event};
-use mailtrack::events::{EventPipeline, EventQueue, PipelineHandle, QueueError};
-use support_redis::{event_id, events_config, schema, stream_entries, RedisServer};
+use mailtrack::events::{EventPipeline, EventQueue, PipelineHandle};
+use support_redis::{
+    event_id, events_config, schema, spawn_producers, stream_entries, RedisServer,
+};
 
 const STREAM: &str = "mailtrack:events";
 
@@ -198,23 +200,7 @@ async fn shutdown_under_load_writes_everything_accepted() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (queue, pipeline) = start(&server, dir.path());
-    let accepted = Arc::new(AtomicU64::new(0));
-    let mut producers = Vec::new();
-    for p in 0..4 {
-        let (queue, accepted) = (queue.clone(), Arc::clone(&accepted));
-        producers.push(tokio::spawn(async move {
-            for i in 0.. {
-                match queue.offer(sample_click(&format!("p{p}-{i}"))) {
-                    Ok(()) => accepted.fetch_add(1, Ordering::Relaxed),
-                    Err(QueueError::Full) => 0,
-                    Err(_) => break,
-                };
-                if i % 64 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-        }));
-    }
+    let (producers, accepted) = spawn_producers(&queue, sample_click);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = pipeline.shutdown().await;
     for producer in producers {

@@ -9,7 +9,7 @@ use mailtrack::config::SinkKind;
 use mailtrack::events::sample::sample_event;
 use mailtrack::events::tail::{tail, TailOptions};
 use mailtrack::events::EventPipeline;
-use support_redis::{event_id, events_config, RedisServer};
+use support_redis::{event_id, events_config, printed_event_ids, RedisServer};
 
 const STREAM: &str = "mailtrack:events";
 
@@ -104,16 +104,7 @@ fn the_binary_tails_with_a_new_group_from_the_start_of_the_stream() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| event_id(&serde_json::from_str(line).unwrap()))
-        .collect();
+    let printed = printed_event_ids(output);
     assert_eq!(printed, ids);
 }
 

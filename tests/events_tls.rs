@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mailtrack::config::SinkKind;
 use mailtrack::events::sample::sample_event;
 use mailtrack::events::EventPipeline;
-use support_redis::{event_id, events_config, free_port};
+use support_redis::{events_config, free_port, printed_event_ids};
 
 /// A CA and a certificate for 127.0.0.1, as PEM files in `dir`: (ca, cert, key).
 fn pki(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
@@ -112,15 +112,6 @@ fn events_reach_a_tls_redis_with_a_password() {
         .env("SSL_CERT_FILE", &ca)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| event_id(&serde_json::from_str(line).unwrap()))
-        .collect();
+    let printed = printed_event_ids(output);
     assert_eq!(printed, ids);
 }

@@ -11,7 +11,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use mailtrack::config::{EventsConfig, SinkKind};
+use mailtrack::events::{Event, EventQueue, QueueError};
 use serde_json::Value;
 
 pub mod schema;
@@ -176,4 +180,45 @@ pub fn event_id(event: &Value) -> String {
         .as_str()
         .expect("an eventId")
         .to_owned()
+}
+
+/// Four producers offering events made by `make` as fast as the queue takes them, until it
+/// closes; returns their tasks and the count of events the queue accepted.
+pub fn spawn_producers(
+    queue: &EventQueue,
+    make: fn(&str) -> Event,
+) -> (Vec<tokio::task::JoinHandle<()>>, Arc<AtomicU64>) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let producers = (0..4)
+        .map(|p| {
+            let (queue, accepted) = (queue.clone(), Arc::clone(&accepted));
+            tokio::spawn(async move {
+                for i in 0.. {
+                    match queue.offer(make(&format!("p{p}-{i}"))) {
+                        Ok(()) => accepted.fetch_add(1, Ordering::Relaxed),
+                        Err(QueueError::Full) => 0,
+                        Err(_) => break,
+                    };
+                    if i % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    (producers, accepted)
+}
+
+/// The event ids `mailtrack events tail` printed, after checking it succeeded.
+pub fn printed_event_ids(output: std::process::Output) -> Vec<String> {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|line| event_id(&serde_json::from_str(line).expect("a JSON line")))
+        .collect()
 }
