@@ -8,8 +8,8 @@
 //! `EVENTS_BENCH_N` (events per run, 200000), `EVENTS_BENCH_BATCH` (`batch_max_events`) and
 //! `EVENTS_BENCH_WORKERS` (tokio worker threads, 2) change the run. A third line, redis-rs
 //! alone sending one prebuilt pipeline of 512 over and over, is the client library's own
-//! ceiling on this machine: what the pipeline adds (serialising, building the commands, the
-//! queue) is the distance from it.
+//! ceiling on this machine: what the pipeline adds (writing each event as a request handler
+//! does, the queue, building the commands) is the distance from it.
 //!
 //! Both write the same fields (`event` with an event's JSON, `type`, `message_id`) with no
 //! trimming. `redis-benchmark` runs twice: in its default shape, 64 commands per round trip
@@ -22,11 +22,13 @@
 mod support_redis;
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use mailtrack::config::SinkKind;
 use mailtrack::events::sample::sample_click;
-use mailtrack::events::EventPipeline;
+use mailtrack::events::{EncodedEvent, EventPipeline, RequestFacts};
+use mailtrack::link::{decode, Decoded, LinkTags, MessageId, VerifiedLink};
+use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 use support_redis::{events_config, RedisServer};
 
 /// Events per run, unless `EVENTS_BENCH_N` says otherwise.
@@ -38,7 +40,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_N);
     let server = RedisServer::start();
-    let payload = serde_json::to_string(&sample_click("bench-message-1")).expect("JSON");
+    let event = EncodedEvent::new(&verified_click(), &facts(SystemTime::now()));
+    let payload = String::from_utf8(event.json().to_vec()).expect("JSON is UTF-8");
 
     let theirs = redis_benchmark(&server, n, &payload, 50, 64);
     let same_shape = redis_benchmark(&server, n, &payload, 1, 512);
@@ -108,11 +111,13 @@ fn pipeline(server: &RedisServer, n: usize) -> f64 {
     {
         config.batch_max_events = batch;
     }
-    let events: Vec<_> = (0..n).map(|_| sample_click("bench-message-1")).collect();
+    let link = verified_click();
     runtime.block_on(async {
         let (queue, pipeline) = EventPipeline::start(&config).expect("the pipeline starts");
         let began = Instant::now();
-        for (i, event) in events.into_iter().enumerate() {
+        for i in 0..n {
+            // Each event is written as a request handler writes it, with its own id and time.
+            let event = EncodedEvent::new(&link, &facts(SystemTime::now()));
             // The queue holds all n: an offer never finds it full.
             queue.offer(event).expect("room in the queue");
             if i % 1024 == 0 {
@@ -125,6 +130,32 @@ fn pipeline(server: &RedisServer, n: usize) -> f64 {
         assert_eq!(stats.delivered + stats.replayed, n as u64, "{stats:?}");
         n as f64 / took.as_secs_f64()
     })
+}
+
+/// The link of [`sample_click`], signed and verified as `serve` verifies it.
+fn verified_click() -> VerifiedLink {
+    let sample = sample_click("bench-message-1");
+    let click = sample.click.expect("a click");
+    let id = MessageId::new(&sample.mail.message_id).expect("a message id");
+    let tags = LinkTags::parse("campaign:fall").expect("tags");
+    let url = fixed_signer()
+        .click_url(&click.link, &id, &tags)
+        .expect("a trackable URL");
+    match decode(request_target(&url), &fixed_ring()) {
+        Decoded::Verified(link) => link,
+        other => panic!("the fixed signer's link verifies: {other:?}"),
+    }
+}
+
+/// The request facts of [`sample_click`], received at `at`.
+fn facts(at: SystemTime) -> RequestFacts<'static> {
+    RequestFacts {
+        client_ip: "2001:db8::1".parse().expect("an address"),
+        user_agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)",
+        tracking_domain: "track.example.com",
+        method: "GET",
+        received: at,
+    }
 }
 
 /// The same entries sent by redis-rs alone: prebuilt pipelines of 512, one at a time, over

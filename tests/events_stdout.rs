@@ -20,7 +20,7 @@ fn replay_delivers_a_left_over_spool_to_stdout_in_order() {
             for i in 0..10 {
                 let event = sample_event(&format!("m-{b}-{i}"));
                 ids.push(event.mailtrack.event_id.clone());
-                batch.push(&event);
+                batch.push(&event.into());
             }
             spool.append(batch.jsonl()).unwrap();
         }

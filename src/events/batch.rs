@@ -1,15 +1,15 @@
 //! A batch of events as JSON lines: the unit the writer commits, every sink takes, and the
 //! spool stores in one frame.
 //!
-//! Each event is serialised once, when the batch is made. The file and stdout sinks and the
-//! spool write the lines as they are; the Redis sink sends each line as one stream entry, with
+//! Each event is serialised once, where it happens (an [`EncodedEvent`]); a batch only puts
+//! the lines side by side. The file and stdout sinks and the spool write the lines as they are; the Redis sink sends each line as one stream entry, with
 //! the event type and message id beside it for consumers that filter without parsing.
 
 use std::ops::Range;
 
 use serde::Deserialize;
 
-use super::{Event, EventType};
+use super::{EncodedEvent, EventType};
 
 /// Events serialised as JSON lines, with where each one is.
 ///
@@ -78,13 +78,12 @@ impl Batch {
     }
 
     /// Appends `event`.
-    pub fn push(&mut self, event: &Event) {
+    pub fn push(&mut self, event: &EncodedEvent) {
         let start = self.jsonl.len();
-        // Serialising plain strings and maps into a Vec cannot fail.
-        serde_json::to_writer(&mut self.jsonl, event).expect("an event serialises");
+        self.jsonl.extend_from_slice(event.json());
         let end = self.jsonl.len();
         self.jsonl.push(b'\n');
-        self.push_record(start..end, event.event_type, &event.mail.message_id);
+        self.push_record(start..end, event.event_type(), event.message_id());
     }
 
     /// The batch whose JSON lines are `jsonl`, as the spool stored it.
@@ -161,8 +160,8 @@ mod tests {
     #[test]
     fn a_batch_reads_back_from_its_lines() {
         let mut batch = Batch::with_capacity(2);
-        batch.push(&sample_event("m-1"));
-        batch.push(&sample_event("m-2"));
+        batch.push(&sample_event("m-1").into());
+        batch.push(&sample_event("m-2").into());
         assert_eq!(batch.len(), 2);
         let back = Batch::from_jsonl(batch.jsonl().to_vec()).unwrap();
         assert_eq!(back, batch);

@@ -1,11 +1,12 @@
-//! The batcher: takes events off the queue and serialises them into batches, one step ahead
-//! of the [writer](super::writer).
+//! The batcher: takes events off the queue and puts them into batches, one step ahead of the
+//! [writer](super::writer).
 //!
 //! A batch closes when it holds `batch_max_events` or when `batch_linger` has passed since
-//! its first event. Serialising is most of the pipeline's CPU, so it runs here, in its own
-//! task: while the writer waits for the sink to acknowledge one batch, the next is being
-//! made. The hand-off channel holds one batch, so the batcher is never more than a batch or
-//! two ahead and the writer still commits in queue order.
+//! its first event. While it lingers, the batcher sleeps until the queue holds enough to fill
+//! it (see [`Wanted`]) rather than waking for every event. It runs in its own task: while
+//! the writer waits for the sink to acknowledge one batch, the next is being made. The
+//! hand-off channel holds one batch, so the batcher is never more than a batch or two ahead
+//! and the writer still commits in queue order.
 //!
 //! On shutdown the queue is closed (offers then fail with `Closed`), what it holds is
 //! batched, and dropping the hand-off tells the writer that nothing more is coming.
@@ -14,10 +15,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::time::{sleep_until, Instant};
 
 use super::batch::Batch;
 use super::commit::{Ack, Queued};
+use super::Wanted;
 
 /// How many made batches wait for the writer: one, so serialising overlaps the sink's round
 /// trip without building up a second queue in front of the writer.
@@ -66,6 +68,7 @@ pub(crate) struct Prepared {
 /// The task from the queue to the writer.
 pub(crate) struct Batcher {
     pub(crate) receiver: mpsc::Receiver<Queued>,
+    pub(crate) wanted: Arc<Wanted>,
     pub(crate) shutdown: oneshot::Receiver<()>,
     pub(crate) batches: mpsc::Sender<Prepared>,
     pub(crate) pool: BatchPool,
@@ -107,26 +110,35 @@ impl Batcher {
             acks.extend(queued.ack);
         };
         add(first);
+        let mut len = 1;
         let deadline = Instant::now() + self.linger;
         let mut open = true;
-        for _ in 1..self.max_events {
-            let next = match self.receiver.try_recv() {
-                Ok(queued) => Some(queued),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
-                        Ok(queued) => queued,
-                        Err(_elapsed) => break,
+        let mut lingered = false;
+        loop {
+            while len < self.max_events {
+                match self.receiver.try_recv() {
+                    Ok(queued) => add(queued),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
                     }
                 }
-            };
-            match next {
-                Some(queued) => add(queued),
-                None => {
-                    open = false;
-                    break;
+                len += 1;
+            }
+            if len == self.max_events || !open || lingered {
+                break;
+            }
+            let wanted = self.max_events - len;
+            self.wanted.set(wanted);
+            // An event offered just before `set` did not see it: look once more.
+            if self.receiver.len() < wanted {
+                tokio::select! {
+                    () = sleep_until(deadline) => lingered = true,
+                    () = self.wanted.notified() => {}
                 }
             }
+            self.wanted.clear();
         }
         let prepared = Prepared {
             batch: Arc::new(batch),

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use super::Event;
+use super::EncodedEvent;
 
 /// Why a durable event was not committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,8 +34,8 @@ pub(crate) type Ack = oneshot::Sender<Result<(), CommitError>>;
 /// An event in the queue, with the acknowledgement its sender waits for, if any.
 #[derive(Debug)]
 pub(crate) struct Queued {
-    /// The event.
-    pub(crate) event: Event,
+    /// The event, serialised.
+    pub(crate) event: EncodedEvent,
     /// Present when the event was offered with `offer_durable`.
     pub(crate) ack: Option<Ack>,
 }
@@ -43,7 +43,7 @@ pub(crate) struct Queued {
 impl Queued {
     /// Takes the event and tells its sender it is committed: for readers that are themselves
     /// the end of the line (tests, `write_json_lines`).
-    pub(crate) fn acknowledge(self) -> Event {
+    pub(crate) fn acknowledge(self) -> EncodedEvent {
         if let Some(ack) = self.ack {
             // The sender may have stopped waiting (its response was cancelled): nothing to do.
             let _ = ack.send(Ok(()));

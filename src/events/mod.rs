@@ -1,9 +1,9 @@
 //! Events: what an open or a click records, and the hand-off from the request path to
 //! whatever delivers it.
 //!
-//! The request path never waits on a sink. A handler builds an [`Event`] and offers it to a
-//! bounded in-memory queue with [`EventQueue::offer`], which never awaits: when the queue is
-//! full, the event is counted and logged as dropped. One writer drains the other end.
+//! The request path never waits on a sink. A handler writes an [`EncodedEvent`] and offers it
+//! to a bounded in-memory queue with [`EventQueue::offer`], which never awaits: when the queue
+//! is full, the event is counted and logged as dropped. One writer drains the other end.
 //!
 //! # Layout
 //!
@@ -21,8 +21,11 @@
 //!
 //! [`write_json_lines`] is the minimal writer, for tests and tools that want only stdout.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use commit::Queued;
 
@@ -40,7 +43,7 @@ pub mod tail;
 pub mod writer;
 
 pub use commit::{Commit, CommitError};
-pub use event::{Event, EventType, RequestFacts};
+pub use event::{EncodedEvent, Event, EventType, RequestFacts};
 pub use pipeline::{EventPipeline, PipelineError, PipelineHandle};
 pub use stats::{StatsReader, StatsSnapshot};
 
@@ -53,12 +56,59 @@ pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub struct EventReceiver {
     receiver: mpsc::Receiver<Queued>,
+    wanted: Arc<Wanted>,
 }
 
 /// The sending end of the bounded event queue: cheap to clone, one per connection.
 #[derive(Debug, Clone)]
 pub struct EventQueue {
     sender: mpsc::Sender<Queued>,
+    wanted: Arc<Wanted>,
+}
+
+/// How the batcher asks to be woken once enough events wait to fill its batch, rather than
+/// by every event.
+///
+/// Under load the batcher would otherwise run after every request (tokio runs a task woken
+/// by the running one next), to take one event and wait again: a tenth of a click's cost.
+/// While a batch lingers the batcher says how many more it wants; an offer that brings the
+/// queue to that many wakes it, and otherwise the linger deadline does.
+#[derive(Debug)]
+pub(crate) struct Wanted {
+    /// How many queued events would fill the batch; `usize::MAX` when the batcher is not
+    /// lingering (it then waits on the queue itself, or is busy).
+    events: AtomicUsize,
+    notify: Notify,
+}
+
+impl Wanted {
+    fn new() -> Wanted {
+        Wanted {
+            events: AtomicUsize::new(usize::MAX),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Asks to be woken once `events` are queued. Wait on [`Wanted::notified`].
+    pub(crate) fn set(&self, events: usize) {
+        self.events.store(events, Ordering::SeqCst);
+    }
+
+    /// No more wake-ups until the next [`Wanted::set`].
+    pub(crate) fn clear(&self) {
+        self.events.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// Resolves once an offer found the queue as deep as asked.
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    fn offered(&self, depth: usize) {
+        if depth >= self.events.load(Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
 }
 
 /// Why an event was not queued.
@@ -77,21 +127,29 @@ impl EventQueue {
     /// A queue holding at most `capacity` events, and its receiving end.
     pub fn bounded(capacity: usize) -> (EventQueue, EventReceiver) {
         let (sender, receiver) = mpsc::channel(capacity);
-        (EventQueue { sender }, EventReceiver { receiver })
+        let wanted = Arc::new(Wanted::new());
+        let queue = EventQueue {
+            sender,
+            wanted: Arc::clone(&wanted),
+        };
+        (queue, EventReceiver { receiver, wanted })
     }
 
     /// Offers `event` to the queue without waiting.
-    pub fn offer(&self, event: Event) -> Result<(), QueueError> {
-        self.try_send(Queued { event, ack: None })
+    pub fn offer(&self, event: impl Into<EncodedEvent>) -> Result<(), QueueError> {
+        self.try_send(Queued {
+            event: event.into(),
+            ack: None,
+        })
     }
 
     /// Offers `event` without waiting, and returns a [`Commit`] that resolves once its batch
     /// is committed: acknowledged by the sink, or fsynced to the spool. Awaiting it is what a
     /// `durability = "sync"` response does; dropping it is harmless.
-    pub fn offer_durable(&self, event: Event) -> Result<Commit, QueueError> {
+    pub fn offer_durable(&self, event: impl Into<EncodedEvent>) -> Result<Commit, QueueError> {
         let (ack, commit) = Commit::channel();
         self.try_send(Queued {
-            event,
+            event: event.into(),
             ack: Some(ack),
         })?;
         Ok(commit)
@@ -101,7 +159,9 @@ impl EventQueue {
         self.sender.try_send(queued).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => QueueError::Full,
             mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
-        })
+        })?;
+        self.wanted.offered(self.depth());
+        Ok(())
     }
 
     /// How many events wait for the writer.
@@ -120,6 +180,11 @@ impl EventReceiver {
     /// closed) and the queue is empty. Its commit, if any, is acknowledged as it is taken:
     /// callers of this method are tests and tools, not the durable writer.
     pub async fn recv(&mut self) -> Option<Event> {
+        Some(self.recv_encoded().await?.to_event())
+    }
+
+    /// [`EventReceiver::recv`], as the JSON the event was offered as.
+    pub async fn recv_encoded(&mut self) -> Option<EncodedEvent> {
         let queued = self.receiver.recv().await?;
         Some(queued.acknowledge())
     }
@@ -134,9 +199,10 @@ impl EventReceiver {
         self.receiver.len()
     }
 
-    /// The writer's side: events with their acknowledgements, left to the writer to send.
-    pub(crate) fn into_inner(self) -> mpsc::Receiver<Queued> {
-        self.receiver
+    /// The batcher's side: events with their acknowledgements, left to the writer to send,
+    /// and the batcher's wake-up.
+    pub(crate) fn into_inner(self) -> (mpsc::Receiver<Queued>, Arc<Wanted>) {
+        (self.receiver, self.wanted)
     }
 }
 
@@ -147,11 +213,9 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut written = 0;
-    while let Some(event) = receiver.recv().await {
-        // Serialising plain strings and maps into a Vec cannot fail.
-        let mut line = serde_json::to_vec(&event).expect("an event serialises");
-        line.push(b'\n');
-        out.write_all(&line).await?;
+    while let Some(event) = receiver.recv_encoded().await {
+        out.write_all(event.json()).await?;
+        out.write_all(b"\n").await?;
         written += 1;
         if receiver.is_empty() {
             out.flush().await?;

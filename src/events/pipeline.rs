@@ -74,8 +74,10 @@ impl EventPipeline {
         let (batches, prepared) = mpsc::channel(DEFAULT_BATCHES_AHEAD);
         let stats = PipelineStats::shared();
         let pool = BatchPool::default();
+        let (receiver, wanted) = receiver.into_inner();
         let batcher = Batcher {
-            receiver: receiver.into_inner(),
+            receiver,
+            wanted,
             shutdown: shutdown_signal,
             batches,
             pool: pool.clone(),

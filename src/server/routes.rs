@@ -10,6 +10,7 @@
 //! Links are decoded from the raw request-target exactly as received: hyper keeps the path
 //! and query as bytes and decodes no `%`-escapes.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -20,7 +21,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::config::{Durability, UnverifiedPolicy};
-use crate::events::{CommitError, Event, QueueError, RequestFacts};
+use crate::events::{CommitError, EncodedEvent, QueueError, RequestFacts};
 use crate::link::{decode, Decoded, LinkKind, VerifiedLink};
 
 use super::client_ip::LoggedIp;
@@ -162,7 +163,7 @@ async fn record<B>(request: &Request<B>, link: &VerifiedLink, peer: IpAddr, shar
         method: request.method().as_str(),
         received: SystemTime::now(),
     };
-    let event = Event::new(link, &facts);
+    let event = EncodedEvent::new(link, &facts);
     let offered = match shared.durability {
         Durability::Batch => shared.events.offer(event).map(|()| None),
         Durability::Sync => shared.events.offer_durable(event).map(Some),
@@ -195,13 +196,19 @@ fn is_ready(shared: &Shared) -> bool {
     }
 }
 
-/// The host the request was sent to: `:authority` (HTTP/2) or `Host`, without the port.
-fn tracking_domain<B>(request: &Request<B>) -> String {
+/// The host the request was sent to: `:authority` (HTTP/2) or `Host`, without the port, in
+/// lower case.
+fn tracking_domain<B>(request: &Request<B>) -> Cow<'_, str> {
     let host = match request.uri().host() {
         Some(host) => host,
         None => without_port(header_text(request, header::HOST)),
     };
-    truncate(host, 253).to_ascii_lowercase()
+    let host = truncate(host, 253);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// `example.com:8443` → `example.com`; `[2001:db8::1]:8443` → `[2001:db8::1]`.
