@@ -8,7 +8,13 @@
 //! 3. when the spool is full too, nowhere: the batch is dropped, counted and logged.
 //!
 //! Then it answers the batch's durable senders, and replays a few spooled batches if the
-//! sink is due. While anything is spooled, new batches are spooled behind it, so the sink
+//! sink is due.
+//!
+//! A sink that can (Redis) has up to [`Sink::max_in_flight`] batches sent and not yet
+//! acknowledged, answered in the order they were sent. Once one of them fails, the ones sent
+//! after it are spooled behind it whatever their answer, so the spool still holds events in
+//! queue order; those that did reach Redis are then delivered twice, which consumers already
+//! handle by deduping on `eventId`. While anything is spooled, new batches are spooled behind it, so the sink
 //! receives events in the order they were queued. After a failure the sink is retried with
 //! exponential back-off; meanwhile batches go straight to the spool, so a dead sink costs
 //! one timeout, not one per batch.
@@ -16,16 +22,19 @@
 //! When the batcher is done (shutdown), the spool is replayed while the sink takes it, within
 //! [`DEFAULT_SHUTDOWN_REPLAY`]; what is left stays in the spool for the next start.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
 use super::batch::Batch;
 use super::batcher::{BatchPool, Prepared};
-use super::commit::{answer_all, CommitError};
-use super::sink::{off_thread, Sink, SinkError};
+use super::commit::{answer_all, Ack, CommitError};
+use super::sink::{off_thread, Delivery, Sink, SinkError};
 use super::spool::{Spool, SpoolError};
 use super::stats::PipelineStats;
 use crate::config::EventsConfig;
@@ -65,7 +74,18 @@ pub(crate) struct Writer {
     retry_delay: Duration,
     /// Whether the spool holds anything: kept here so the hot path needs no lock.
     spool_pending: bool,
+    /// Batches sent to the sink and not yet answered, oldest first.
+    in_flight: FuturesOrdered<Answered>,
 }
+
+/// A batch sent to the sink, waiting for its answer.
+struct Sent {
+    batch: Arc<Batch>,
+    acks: Vec<Ack>,
+}
+
+/// The sink's answer to a batch in flight, within the sink timeout.
+type Answered = Pin<Box<dyn Future<Output = (Sent, Result<(), SinkError>)> + Send>>;
 
 impl Writer {
     /// A writer taking batches from `batches`.
@@ -89,44 +109,83 @@ impl Writer {
             retry_at: None,
             retry_delay: DEFAULT_RETRY_MIN,
             spool_pending,
+            in_flight: FuturesOrdered::new(),
         }
     }
 
     /// Runs until the batcher is done and the spool is replayed (or the time is up).
     pub(crate) async fn run(mut self) {
         loop {
-            let replay_due = self
-                .spool_pending
-                .then(|| self.retry_at.unwrap_or_else(Instant::now));
-            let next = tokio::select! {
-                prepared = self.batches.recv() => match prepared {
-                    Some(prepared) => Some(prepared),
+            let idle = self.in_flight.is_empty();
+            let replay_due =
+                (self.spool_pending && idle).then(|| self.retry_at.unwrap_or_else(Instant::now));
+            let room = self.in_flight.len() < self.sink.max_in_flight();
+            tokio::select! {
+                prepared = self.batches.recv(), if room => match prepared {
+                    Some(prepared) => self.commit(prepared).await,
                     None => break,
                 },
-                () = sleep_until(replay_due), if replay_due.is_some() => None,
-            };
-            if let Some(prepared) = next {
-                self.commit(prepared).await;
+                Some((sent, result)) = self.in_flight.next(), if !idle => {
+                    self.answered(sent, result).await;
+                }
+                () = sleep_until(replay_due), if replay_due.is_some() => {}
             }
-            self.replay(DEFAULT_REPLAY_BATCHES_PER_TURN).await;
+            if self.in_flight.is_empty() {
+                self.replay(DEFAULT_REPLAY_BATCHES_PER_TURN).await;
+            }
         }
+        self.finish_in_flight().await;
         self.replay_before_exit().await;
     }
 
-    /// Commits one batch to the sink or the spool, and answers its durable senders.
+    /// Sends one batch to the sink, or commits it to the spool; a batch that goes to the
+    /// spool is answered at once.
     async fn commit(&mut self, prepared: Prepared) {
         let Prepared {
             batch,
             acks,
             behind,
         } = prepared;
-        let mut delivered = false;
         if !self.spool_pending && self.sink_is_due() && !behind {
-            match self.deliver(&batch).await {
-                Ok(()) => delivered = true,
+            match self.sink.send(&batch).await {
+                Ok(delivery) => return self.push_in_flight(Sent { batch, acks }, delivery),
                 Err(e) => self.sink_failed(&e),
             }
         }
+        // Into the spool behind whatever is still in flight, so the spool keeps queue order.
+        self.finish_in_flight().await;
+        let result = self.spool(&batch).await;
+        answer_all(acks, result);
+        self.recycle.put_back(batch);
+    }
+
+    fn push_in_flight(&mut self, sent: Sent, delivery: Delivery) {
+        let limit = self.sink_timeout;
+        self.in_flight.push_back(Box::pin(async move {
+            let result = match timeout(limit, delivery).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(SinkError::Timeout(limit)),
+            };
+            (sent, result)
+        }));
+    }
+
+    /// Takes the sink's answer to a batch in flight: it is delivered, or it goes to the
+    /// spool (also when a batch sent before it failed), and its durable senders are answered.
+    async fn answered(&mut self, sent: Sent, result: Result<(), SinkError>) {
+        let Sent { batch, acks } = sent;
+        let delivered = match result {
+            Ok(()) if self.spool_pending => false,
+            Ok(()) => {
+                self.sink_answered();
+                true
+            }
+            Err(e) => {
+                self.sink.failed();
+                self.sink_failed(&e);
+                false
+            }
+        };
         let result = if delivered {
             self.stats.add_delivered(batch.len());
             Ok(())
@@ -135,6 +194,13 @@ impl Writer {
         };
         answer_all(acks, result);
         self.recycle.put_back(batch);
+    }
+
+    /// Waits for every batch in flight and takes its answer.
+    async fn finish_in_flight(&mut self) {
+        while let Some((sent, result)) = self.in_flight.next().await {
+            self.answered(sent, result).await;
+        }
     }
 
     /// Appends `batch` to the spool; on failure the batch is dropped, counted and logged.
@@ -244,12 +310,19 @@ impl Writer {
             Ok(result) => result,
             Err(_elapsed) => Err(SinkError::Timeout(limit)),
         };
-        if result.is_ok() && self.retry_at.take().is_some() {
+        if result.is_ok() {
+            self.sink_answered();
+        }
+        result
+    }
+
+    /// The sink took a batch: if it was failing, it is back.
+    fn sink_answered(&mut self) {
+        if self.retry_at.take().is_some() {
             tracing::info!("the events sink is back; replaying the spool");
             self.retry_delay = DEFAULT_RETRY_MIN;
             self.stats.sink_ok();
         }
-        result
     }
 
     fn sink_is_due(&self) -> bool {

@@ -22,7 +22,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use super::SinkError;
+use super::{Delivery, SinkError};
 use crate::config::EventsConfig;
 use crate::events::batch::Batch;
 
@@ -81,18 +81,38 @@ impl RedisSink {
 
     /// Appends every event of `batch` to the stream in one pipelined round trip.
     pub async fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let result = self.send(batch).await?.await;
+        if result.is_err() {
+            self.failed();
+        }
+        result
+    }
+
+    /// Sends `batch` as one pipeline and returns the wait for Redis's answer, which borrows
+    /// nothing: the writer sends the next batch while Redis works on this one. Batches go
+    /// out over one connection in the order their waits are first polled.
+    pub async fn send(&mut self, batch: &Batch) -> Result<Delivery, SinkError> {
         let pipe = self.pipeline(batch);
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => self.connection.insert(self.connector.connect().await?),
+        let mut connection = match &mut self.connection {
+            Some(connection) => connection.clone(),
+            None => self
+                .connection
+                .insert(self.connector.connect().await?)
+                .clone(),
         };
-        let result = pipe.exec_async(connection).await;
-        if result.is_err() && matches!(connection, RedisConnection::Cluster(_)) {
+        Ok(Box::pin(async move {
+            pipe.exec_async(&mut connection).await?;
+            Ok(())
+        }))
+    }
+
+    /// To be called after a batch failed.
+    pub fn failed(&mut self) {
+        if matches!(self.connection, Some(RedisConnection::Cluster(_))) {
             // The cluster client recovers by itself from most errors, but not from a seed
             // that was down when it first connected: start over from the seed next time.
             self.connection = None;
         }
-        Ok(result?)
     }
 
     /// `XADD stream [MAXLEN ~ n] * event {json} type {type} message_id {id}` per event.

@@ -1,9 +1,11 @@
 //! `sink = "stdout"`: JSON lines on standard output, for containers whose log collector is
 //! the pipeline.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncWriteExt, Stdout};
 
-use super::SinkError;
+use super::{Delivery, SinkError};
 use crate::events::batch::Batch;
 
 /// Standard output.
@@ -27,6 +29,13 @@ impl StdoutSink {
             .await
             .map_err(SinkError::Stdout)?;
         self.out.flush().await.map_err(SinkError::Stdout)
+    }
+
+    /// [`StdoutSink::deliver`], as a wait that borrows nothing. The writer keeps one such
+    /// write in flight at a time, so lines never interleave.
+    pub fn send(&self, batch: &Arc<Batch>) -> Delivery {
+        let batch = Arc::clone(batch);
+        Box::pin(async move { StdoutSink::new().deliver(&batch).await })
     }
 }
 
