@@ -45,6 +45,15 @@ impl MessageId {
         if id.len() > MAX_MESSAGE_ID_LEN {
             return Err(MessageIdError::TooLong(id.chars().count()));
         }
+        // The alphabet is ASCII, so a valid id is checked byte by byte, with no early exit so
+        // that the compiler checks many bytes at once; decoding characters is only needed to
+        // name a bad one.
+        if id
+            .bytes()
+            .fold(true, |valid, b| valid & is_message_id_byte(b))
+        {
+            return Ok(());
+        }
         match id.char_indices().find(|&(_, c)| !is_message_id_char(c)) {
             Some((at, c)) => Err(MessageIdError::BadCharacter(c, at)),
             None => Ok(()),
@@ -58,7 +67,11 @@ impl MessageId {
 }
 
 fn is_message_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+    u8::try_from(c).is_ok_and(is_message_id_byte)
+}
+
+fn is_message_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
 }
 
 impl fmt::Display for MessageId {
@@ -101,6 +114,10 @@ mod tests {
         assert_eq!(
             MessageId::new("é"),
             Err(MessageIdError::BadCharacter('é', 0))
+        );
+        assert_eq!(
+            MessageId::new("ab€"),
+            Err(MessageIdError::BadCharacter('€', 2))
         );
         assert!(MessageId::new("a b").is_err());
         assert!(MessageId::new("a%20b").is_err());

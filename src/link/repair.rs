@@ -5,6 +5,7 @@
 //! anywhere its sender did not sign. The list is fixed and short: a hostile path costs at most
 //! [`MAX_CANDIDATES`] MACs over at most 8 KiB each.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use super::target;
@@ -60,49 +61,67 @@ impl Repair {
 
 /// Offers each candidate target for the target segment `received` to `visit`, in order,
 /// until `visit` breaks. At most [`MAX_CANDIDATES`] are offered.
-pub(crate) fn try_candidates<T>(
-    received: &str,
+///
+/// Returns what `visit` broke with and the candidate it broke on, which is owned unless it is
+/// `received` itself: the decoder keeps it as the target instead of copying it.
+pub(crate) fn try_candidates<'a, T>(
+    received: &'a str,
     mut visit: impl FnMut(Repair, &[u8]) -> ControlFlow<T>,
-) -> ControlFlow<T> {
+) -> ControlFlow<(T, Cow<'a, [u8]>)> {
+    // Gives the candidate back when `visit` goes on, so the decoded form is offered by value
+    // and still at hand for the repairs made from it.
+    let mut offer = |repair, candidate: Cow<'a, [u8]>| match visit(repair, &candidate) {
+        ControlFlow::Break(found) => ControlFlow::Break((found, candidate)),
+        ControlFlow::Continue(()) => ControlFlow::Continue(candidate),
+    };
     let received = received.as_bytes();
-    let decoded = target::decode_once(received);
     // Our own encoding leaves neither `/` nor `?` in the target segment.
-    let has_slash = received.contains(&b'/');
-    let client_decoded = has_slash || received.contains(&b'?');
+    let client_decoded = memchr::memchr2(b'/', b'?', received).is_some();
+    let has_slash = client_decoded && memchr::memchr(b'/', received).is_some();
 
-    if !client_decoded {
+    // A client-decoded target is offered before it is decoded again, so a 139 mail link that
+    // verifies as received is never decoded.
+    let mut decoded = if !client_decoded {
+        let (decoded, lower_case) = target::decode_once_noting_case(received);
         // Decoding ignores the case of hex digits, so this candidate also recovers a link whose
         // escapes a proxy wrote in lower case; we only ever write upper case, so that is the
         // repair to record.
-        let repair = if target::has_lower_case_escape(received) {
+        let repair = if lower_case {
             Repair::LowerCaseHex
         } else {
             Repair::AsReceived
         };
-        visit(repair, &decoded)?;
+        offer(repair, Cow::Owned(decoded))?.into_owned()
     } else {
-        visit(Repair::DecodedOnce, received)?;
-    }
+        offer(Repair::DecodedOnce, Cow::Borrowed(received))?;
+        target::decode_once(received)
+    };
     if has_slash {
-        visit(Repair::SlashDecoded, &decoded)?;
+        decoded = offer(Repair::SlashDecoded, Cow::Owned(decoded))?.into_owned();
     }
     // The received form is a target only if the client decoded our layer; otherwise it is
     // still in our encoding, which no signed target ever is.
     let received_form = client_decoded.then_some(received);
     for form in [received_form, Some(&decoded[..])].into_iter().flatten() {
         if target::has_lower_case_escape(form) {
-            visit(Repair::LowerCaseHex, &target::upper_case_escapes(form))?;
+            offer(
+                Repair::LowerCaseHex,
+                target::upper_case_escapes(form).into(),
+            )?;
         }
     }
     for form in [received, &decoded] {
         if let Some(repaired) = restore_merged_slashes(form) {
-            visit(Repair::MergedSlashes, &repaired)?;
+            offer(Repair::MergedSlashes, repaired.into())?;
         }
     }
     // Encoding once more turns every `%` into `%25` but adds no `/` or `?`: a client-decoded
     // target is not double-encoded.
-    if !client_decoded && contains(received, b"%25") {
-        visit(Repair::ExtraPercentLayer, &target::decode_once(&decoded))?;
+    if !client_decoded && memchr::memmem::find(received, b"%25").is_some() {
+        offer(
+            Repair::ExtraPercentLayer,
+            target::decode_once(&decoded).into(),
+        )?;
     }
     ControlFlow::Continue(())
 }
@@ -131,21 +150,44 @@ fn restore_merged_slashes(bytes: &[u8]) -> Option<Vec<u8>> {
     (restored != bytes).then_some(restored)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn all(received: &str) -> Vec<(Repair, String)> {
         let mut candidates = Vec::new();
-        let _: ControlFlow<()> = try_candidates(received, |repair, bytes| {
+        let _: ControlFlow<((), _)> = try_candidates(received, |repair, bytes| {
             candidates.push((repair, String::from_utf8_lossy(bytes).into_owned()));
             ControlFlow::Continue(())
         });
         candidates
+    }
+
+    /// The candidate `visit` breaks on comes back with what it broke with.
+    #[test]
+    fn the_candidate_broken_on_is_returned() {
+        for received in [
+            "https:%2F%2Fa.example%2F",
+            "https://a.example/p?q",
+            "https:/a.example/p",
+            "https:%2f%2fa.example%2f%25c3%25A4",
+        ] {
+            for (index, (_, expected)) in all(received).into_iter().enumerate() {
+                let mut offered = 0;
+                let found = try_candidates(received, |repair, _| {
+                    offered += 1;
+                    if offered > index {
+                        ControlFlow::Break(repair)
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+                let ControlFlow::Break((_, candidate)) = found else {
+                    panic!("{received}: candidate {index} was not broken on");
+                };
+                assert_eq!(candidate, expected.as_bytes(), "{received}: {index}");
+            }
+        }
     }
 
     #[test]

@@ -46,24 +46,22 @@ pub struct MacPrefix {
 impl MacPrefix {
     /// Prepares the MAC of `fields` under `key`.
     pub fn new(key: &Key, fields: &SignedFields<'_>) -> MacPrefix {
-        // Serialised first and fed in one update: many small updates cost more than the
-        // hashing itself at these sizes.
-        let mut prefix = Vec::with_capacity(64 + fields.message_id.len() + fields.tags.len() * 32);
-        prefix.extend_from_slice(DOMAIN);
-        prefix.push(match fields.kind {
+        let mut context = hmac::Context::with_key(key.hmac());
+        let mut prefix = Gathered::new(&mut context);
+        prefix.push(DOMAIN);
+        prefix.push(&[match fields.kind {
             LinkKind::Click => b'C',
             LinkKind::Open => b'O',
-        });
-        prefix.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        prefix.extend_from_slice(&key.id().to_be_bytes());
-        push_prefixed(&mut prefix, fields.message_id.as_bytes());
-        prefix.extend_from_slice(&(fields.tags.len() as u32).to_be_bytes());
+        }]);
+        prefix.push(&FORMAT_VERSION.to_be_bytes());
+        prefix.push(&key.id().to_be_bytes());
+        prefix.push_prefixed(fields.message_id.as_bytes());
+        prefix.push(&(fields.tags.len() as u32).to_be_bytes());
         for (tag_key, tag_value) in fields.tags.iter() {
-            push_prefixed(&mut prefix, tag_key.as_bytes());
-            push_prefixed(&mut prefix, tag_value.as_bytes());
+            prefix.push_prefixed(tag_key.as_bytes());
+            prefix.push_prefixed(tag_value.as_bytes());
         }
-        let mut context = hmac::Context::with_key(key.hmac());
-        context.update(&prefix);
+        prefix.finish();
         MacPrefix { context }
     }
 
@@ -96,9 +94,53 @@ fn update_prefixed(context: &mut hmac::Context, bytes: &[u8]) {
     context.update(bytes);
 }
 
-fn push_prefixed(buffer: &mut Vec<u8>, bytes: &[u8]) {
-    buffer.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    buffer.extend_from_slice(bytes);
+/// Small writes gathered on the stack and fed to an HMAC context in few updates.
+///
+/// Many small updates cost more than the hashing itself at these sizes, and a heap buffer
+/// showed in the decoder's profile. The buffer holds a typical prefix (an SES message id and a
+/// few tags) whole.
+struct Gathered<'a> {
+    context: &'a mut hmac::Context,
+    buffer: [u8; 256],
+    len: usize,
+}
+
+impl<'a> Gathered<'a> {
+    fn new(context: &'a mut hmac::Context) -> Gathered<'a> {
+        Gathered {
+            context,
+            buffer: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buffer.len() {
+            self.flush();
+            if bytes.len() > self.buffer.len() {
+                self.context.update(bytes);
+                return;
+            }
+        }
+        self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    // Bounded by the 8 KiB request-target cap, like every field.
+    fn push_prefixed(&mut self, bytes: &[u8]) {
+        self.push(&(bytes.len() as u32).to_be_bytes());
+        self.push(bytes);
+    }
+
+    fn flush(&mut self) {
+        self.context.update(&self.buffer[..self.len]);
+        self.len = 0;
+    }
+
+    /// Feeds what is left; until then the context has not seen every byte pushed.
+    fn finish(mut self) {
+        self.flush();
+    }
 }
 
 /// Writes a MAC in base64url without padding.
@@ -107,13 +149,40 @@ pub fn encode_mac(mac: &[u8; MAC_BYTES], out: &mut String) {
 }
 
 /// Reads a MAC written by [`encode_mac`]; anything of another length is refused.
+///
+/// Exactly what `URL_SAFE_NO_PAD` accepts at this length: 22 characters of the base64url
+/// alphabet, the last carrying 4 unused bits that must be zero. Written out because the
+/// general decoder took about 3% of decoding a link in the decoder's profile.
 pub fn decode_mac(text: &str) -> Option<[u8; MAC_BYTES]> {
-    if text.len() != MAC_CHARS {
-        return None;
-    }
+    let text: &[u8; MAC_CHARS] = text.as_bytes().try_into().ok()?;
     let mut mac = [0u8; MAC_BYTES];
-    match URL_SAFE_NO_PAD.decode_slice(text, &mut mac) {
-        Ok(MAC_BYTES) => Some(mac),
+    // Four characters to three bytes, five times; the last two characters make the last byte.
+    for (chars, bytes) in text.chunks(4).zip(mac.chunks_mut(3)) {
+        let mut bits = 0u32;
+        for &c in chars {
+            bits = bits << 6 | u32::from(base64url_value(c)?);
+        }
+        let bits = if chars.len() == 4 {
+            bits
+        } else if bits & 0xf == 0 {
+            bits >> 4
+        } else {
+            return None;
+        };
+        let be = bits.to_be_bytes();
+        bytes.copy_from_slice(&be[be.len() - bytes.len()..]);
+    }
+    Some(mac)
+}
+
+/// The six bits a base64url character stands for.
+fn base64url_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
         _ => None,
     }
 }
@@ -192,6 +261,83 @@ mod tests {
             MacPrefix::new(key, &fields(&tags_ab)).mac(b"t"),
             MacPrefix::new(key, &fields(&tags_abc)).mac(b"t")
         );
+    }
+
+    #[test]
+    fn prefix_is_the_documented_bytes_however_long_the_fields() {
+        let ring = test_ring();
+        let key = ring.signing_key();
+        let long_id = "m".repeat(128);
+        let tags = (0..10)
+            .map(|i| format!("k{i}{}:{}", "x".repeat(200), "v".repeat(256)))
+            .collect::<Vec<_>>()
+            .join(";");
+        let tags = LinkTags::parse(&tags).unwrap();
+        for (message_id, tags) in [("m1", LinkTags::new()), (&long_id[..], tags)] {
+            let mut expected = DOMAIN.to_vec();
+            expected.push(b'C');
+            expected.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+            expected.extend_from_slice(&key.id().to_be_bytes());
+            expected.extend_from_slice(&(message_id.len() as u32).to_be_bytes());
+            expected.extend_from_slice(message_id.as_bytes());
+            expected.extend_from_slice(&(tags.len() as u32).to_be_bytes());
+            for (k, v) in tags.iter() {
+                for part in [k, v] {
+                    expected.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                    expected.extend_from_slice(part.as_bytes());
+                }
+            }
+            expected.extend_from_slice(&3u32.to_be_bytes());
+            expected.extend_from_slice(b"t/x");
+            let fields = SignedFields {
+                kind: LinkKind::Click,
+                message_id,
+                tags: &tags,
+            };
+            let tag = hmac::sign(key.hmac(), &expected);
+            assert_eq!(
+                MacPrefix::new(key, &fields).mac(b"t/x"),
+                tag.as_ref()[..MAC_BYTES]
+            );
+        }
+    }
+
+    #[test]
+    fn mac_reading_accepts_exactly_what_the_base64_crate_does() {
+        let crate_decode = |text: &str| {
+            let mut mac = [0u8; MAC_BYTES];
+            match URL_SAFE_NO_PAD.decode_slice(text, &mut mac) {
+                Ok(MAC_BYTES) if text.len() == MAC_CHARS => Some(mac),
+                _ => None,
+            }
+        };
+        let mut valid = String::new();
+        encode_mac(&[0x5a; MAC_BYTES], &mut valid);
+        let alphabet = (0u8..=0x7f)
+            .chain([0xc3, 0xff])
+            .map(char::from)
+            .collect::<Vec<_>>();
+        let mut texts = vec![valid.clone(), String::new(), format!("{valid}A")];
+        for at in 0..MAC_CHARS {
+            for &c in &alphabet {
+                let mut text = valid.clone();
+                text.replace_range(at..at + 1, c.encode_utf8(&mut [0; 4]));
+                texts.push(text);
+            }
+        }
+        for mac in [
+            [0x00; MAC_BYTES],
+            [0xff; MAC_BYTES],
+            *b"\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\xdc\xba\x98\x76\x54\x32\x10",
+        ] {
+            let mut text = String::new();
+            encode_mac(&mac, &mut text);
+            texts.push(text);
+        }
+        for text in &texts {
+            assert_eq!(decode_mac(text), crate_decode(text), "{text:?}");
+        }
+        assert!(texts.iter().filter(|t| decode_mac(t).is_some()).count() > 64);
     }
 
     #[test]

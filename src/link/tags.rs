@@ -5,7 +5,7 @@
 //! client or proxy ever rewrites, so the segment needs no percent-encoding.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 /// The most tags one link carries.
 ///
@@ -16,14 +16,23 @@ pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_LEN: usize = 256;
 
 /// Separates tags from the version and from each other inside the version segment.
-const TAG_SEPARATOR: char = '~';
+const TAG_SEPARATOR: u8 = b'~';
 
 /// Separates a tag's key from its value.
-const KEY_VALUE_SEPARATOR: char = ':';
+const KEY_VALUE_SEPARATOR: u8 = b':';
 
 /// The tags of one link, in the order they were written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkTags(Vec<(String, String)>);
+///
+/// Held as the version segment writes them, `k:v~k2:v2`: one allocation however many tags
+/// there are, and the decoder reads a link's tags with one copy. Neither separator is in the
+/// tag alphabet, so the text splits back into exactly the tags pushed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct LinkTags {
+    /// The tags, each `key:value`, joined by `~`.
+    written: String,
+    /// How many tags `written` holds.
+    len: usize,
+}
 
 /// Why a tag list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +54,10 @@ pub enum TagError {
 
 impl LinkTags {
     /// No tags, as a constant.
-    pub const EMPTY: LinkTags = LinkTags(Vec::new());
+    pub const EMPTY: LinkTags = LinkTags {
+        written: String::new(),
+        len: 0,
+    };
 
     /// No tags.
     pub fn new() -> LinkTags {
@@ -58,7 +70,7 @@ impl LinkTags {
         let mut tags = LinkTags::new();
         for tag in list.split(';').map(str::trim).filter(|t| !t.is_empty()) {
             let (key, value) = tag
-                .split_once(KEY_VALUE_SEPARATOR)
+                .split_once(char::from(KEY_VALUE_SEPARATOR))
                 .ok_or_else(|| TagError::MissingColon(tag.to_owned()))?;
             tags.push(key.trim(), value.trim())?;
         }
@@ -69,33 +81,47 @@ impl LinkTags {
     pub fn push(&mut self, key: &str, value: &str) -> Result<(), TagError> {
         check_part(key, value, key)?;
         check_part(key, value, value)?;
-        if self.0.len() == MAX_TAGS {
+        if self.len == MAX_TAGS {
             return Err(TagError::TooMany);
         }
-        self.0.push((key.to_owned(), value.to_owned()));
+        if self.len > 0 {
+            self.written.push(char::from(TAG_SEPARATOR));
+        }
+        self.written.push_str(key);
+        self.written.push(char::from(KEY_VALUE_SEPARATOR));
+        self.written.push_str(value);
+        self.len += 1;
         Ok(())
     }
 
     /// The tags as `(key, value)` pairs, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        // `len` pieces, each checked to hold its `:`, so the fallbacks are never taken.
+        let mut rest = self.written.as_str();
+        (0..self.len).map(move |_| {
+            let (tag, after) = split_at_ascii(rest, TAG_SEPARATOR).unwrap_or((rest, ""));
+            rest = after;
+            split_at_ascii(tag, KEY_VALUE_SEPARATOR).unwrap_or((tag, ""))
+        })
     }
 
     /// The number of tags.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     /// Whether there are no tags.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
     /// The tags as SES writes `linkTags`: each key maps to its values, in order.
     pub fn to_map(&self) -> BTreeMap<String, Vec<String>> {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (key, value) in &self.0 {
-            map.entry(key.clone()).or_default().push(value.clone());
+        for (key, value) in self.iter() {
+            map.entry(key.to_owned())
+                .or_default()
+                .push(value.to_owned());
         }
         map
     }
@@ -104,11 +130,9 @@ impl LinkTags {
     pub(crate) fn write_version_segment(&self, version: u32, out: &mut String) {
         // Writing to a String cannot fail.
         let _ = write!(out, "{version}");
-        for (key, value) in &self.0 {
-            out.push(TAG_SEPARATOR);
-            out.push_str(key);
-            out.push(KEY_VALUE_SEPARATOR);
-            out.push_str(value);
+        if self.len > 0 {
+            out.push(char::from(TAG_SEPARATOR));
+            out.push_str(&self.written);
         }
     }
 
@@ -116,16 +140,36 @@ impl LinkTags {
     ///
     /// Returns `None` unless the segment starts with `version` and every tag is well formed.
     pub(crate) fn read_version_segment(segment: &str, version: u32) -> Option<LinkTags> {
-        let mut parts = segment.split(TAG_SEPARATOR);
-        if !is_canonical_number(parts.next()?, version) {
+        let Some((number, written)) = split_at_ascii(segment, TAG_SEPARATOR) else {
+            return is_canonical_number(segment, version).then(LinkTags::new);
+        };
+        if !is_canonical_number(number, version) {
             return None;
         }
-        let mut tags = LinkTags::new();
-        for tag in parts {
-            let (key, value) = tag.split_once(KEY_VALUE_SEPARATOR)?;
-            tags.push(key, value).ok()?;
+        // Checked as `push` checks each tag, then kept as written: a checked tag is exactly
+        // `key:value`, so this is the text that pushing them one by one builds.
+        let mut len = 0;
+        for tag in written.as_bytes().split(|&b| b == TAG_SEPARATOR) {
+            let colon = tag.iter().position(|&b| b == KEY_VALUE_SEPARATOR)?;
+            let (key, value) = (&tag[..colon], &tag[colon + 1..]);
+            if !is_tag_part(key) || !is_tag_part(value) || len == MAX_TAGS {
+                return None;
+            }
+            len += 1;
         }
-        Some(tags)
+        Some(LinkTags {
+            written: written.to_owned(),
+            len,
+        })
+    }
+}
+
+impl fmt::Debug for LinkTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As a list of pairs, the way the tags read.
+        f.debug_tuple("LinkTags")
+            .field(&self.iter().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -141,13 +185,40 @@ fn check_part(key: &str, value: &str, part: &str) -> Result<(), TagError> {
     if part.is_empty() || part.len() > MAX_TAG_LEN {
         return Err(TagError::BadLength(tag()));
     }
-    if !part
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !part.bytes().all(is_tag_byte) {
         return Err(TagError::BadCharacter(tag()));
     }
     Ok(())
+}
+
+/// Whether `part` would pass [`check_part`] as a key or value.
+fn is_tag_part(part: &[u8]) -> bool {
+    (1..=MAX_TAG_LEN).contains(&part.len()) && part.iter().all(|&b| TAG_BYTES[usize::from(b)])
+}
+
+const fn is_tag_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// [`is_tag_byte`] for every byte: one load per byte when the decoder checks a link's tags,
+/// where the comparisons showed in its profile.
+static TAG_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_tag_byte(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// Splits `text` at the first `separator`, which is ASCII, so both sides are whole characters.
+///
+/// `str::split_once` with a `char` calls `memcmp` for every match it checks, which showed in
+/// the decoder's profile.
+fn split_at_ascii(text: &str, separator: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == separator)?;
+    Some((&text[..at], &text[at + 1..]))
 }
 
 #[cfg(test)]
@@ -209,5 +280,33 @@ mod tests {
         assert_eq!(LinkTags::read_version_segment("+1", 1), None);
         assert_eq!(LinkTags::read_version_segment("1~a", 1), None);
         assert_eq!(LinkTags::read_version_segment("1~a:b c", 1), None);
+        assert_eq!(LinkTags::read_version_segment("1~", 1), None);
+        assert_eq!(LinkTags::read_version_segment("1~a:b~", 1), None);
+        assert_eq!(LinkTags::read_version_segment("1~a:b:c", 1), None);
+        let ten = (0..10).map(|i| format!("~k{i}:v")).collect::<String>();
+        assert_eq!(
+            LinkTags::read_version_segment(&format!("1{ten}"), 1).map(|t| t.len()),
+            Some(10)
+        );
+        assert_eq!(
+            LinkTags::read_version_segment(&format!("1{ten}~k:v"), 1),
+            None
+        );
+    }
+
+    #[test]
+    fn read_tags_equal_pushed_tags_and_debug_as_pairs() {
+        let mut pushed = LinkTags::new();
+        pushed.push("a", "1").unwrap();
+        pushed.push("b", "2").unwrap();
+        let read = LinkTags::read_version_segment("1~a:1~b:2", 1).unwrap();
+        assert_eq!(read, pushed);
+        assert_eq!(read.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "2")]);
+        assert_ne!(read, LinkTags::parse("a:1").unwrap());
+        assert_eq!(LinkTags::new().iter().count(), 0);
+        assert_eq!(
+            format!("{pushed:?}"),
+            r#"LinkTags([("a", "1"), ("b", "2")])"#
+        );
     }
 }

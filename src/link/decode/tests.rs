@@ -388,3 +388,62 @@ fn verified_targets_never_carry_control_characters() {
     );
     assert!(!link.target.contains('\n'));
 }
+
+/// A tail with no `%` is read as it is; escaping its `=` and `:` sends it through the
+/// per-segment decoding instead, which must read the same link.
+#[test]
+fn an_escaped_tail_reads_like_a_plain_one() {
+    let ring = fixed_ring();
+    for url in TARGETS {
+        let original = signed(url, "campaign:spring;variant:b");
+        let tampered = tamperings(&original).into_iter().step_by(9);
+        let requests = Mangling::ALL
+            .iter()
+            .map(|mangling| mangling.apply(&original))
+            .chain(tampered);
+        for plain in requests {
+            for byte in ['=', ':'] {
+                let at = plain.rfind(byte).unwrap();
+                let escape = if byte == '=' { "%3D" } else { "%3A" };
+                let escaped = format!("{}{escape}{}", &plain[..at], &plain[at + 1..]);
+                assert_eq!(decode(&escaped, &ring), decode(&plain, &ring), "{escaped}");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_a_query_after_the_key_id_is_stripped() {
+    let original = signed("https://example.com/p?a=1", "");
+    assert_eq!(
+        verified(&format!("{original}?utm=1&x=2).")).repair_label(),
+        "trailing_junk"
+    );
+    // A `/` after the `?` makes it part of the path: the link's tail is gone.
+    let slash_in_query = format!("{original}?next=/home");
+    assert_eq!(
+        unverified(&slash_in_query).reason,
+        UnverifiedReason::NoSignature
+    );
+    // A `?` that does not follow the key id stays, and the key id no longer reads.
+    let (head, mac_and_kid) = original.rsplit_once('/').unwrap();
+    let inside = format!("{head}/{}", mac_and_kid.replacen('=', "?=", 1));
+    assert!(!matches!(
+        decode(&inside, &fixed_ring()),
+        Decoded::Verified(_)
+    ));
+}
+
+#[test]
+fn a_link_as_we_wrote_it_costs_one_mac() {
+    let original = signed("https://example.com/a/b?x=1&y=%C3%A9", "campaign:spring");
+    for mangling in [Mangling::None, Mangling::ClientDecodedOnce] {
+        let mut work = DecodeWork::default();
+        let request = mangling.apply(&original);
+        assert!(matches!(
+            decode_counting(&request, &fixed_ring(), &mut work),
+            Decoded::Verified(_)
+        ));
+        assert_eq!(work.macs, 1, "{mangling:?}");
+    }
+}
