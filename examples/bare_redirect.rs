@@ -6,8 +6,11 @@
 //!
 //! - the same runtime: `tokio::runtime::Runtime::new()`, multi-threaded, one worker per core
 //!   the process may run on (one, under `taskset -c 0`);
-//! - the same HTTP stack: hyper-util's `auto` builder (HTTP/1.1 and HTTP/2), with the same
-//!   HTTP/1 settings (timer, 10 s header read timeout, 8 KiB buffer, keep-alive);
+//! - the same allocator, jemalloc;
+//! - the same HTTP stack: hyper's HTTP/1.1 and HTTP/2 connections, with the same HTTP/1
+//!   settings (timer, 10 s header read timeout, 8 KiB buffer, keep-alive). hyper-util's
+//!   `auto` builder picks between them here, where mailtrack reads the preface itself; both
+//!   read the first bytes once per connection and cost nothing per request;
 //! - one task per connection, `TCP_NODELAY` on;
 //! - for HTTPS, the very same rustls configuration (`mailtrack::server::tls::acceptor`).
 //!
@@ -38,6 +41,10 @@ use tokio_rustls::TlsAcceptor;
 
 use mailtrack::config::CertificateFiles;
 use mailtrack::server::{tls, CertificateStore};
+
+/// mailtrack's allocator (see `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Where every request is sent: the same destination as the benchmark's signed link.
 const LOCATION_VALUE: &str = "https://example.com/welcome?utm_source=newsletter";

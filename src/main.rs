@@ -14,6 +14,15 @@ use mailtrack::rewrite::{rewrite_bytes, PixelPlacement, RewriteOptions, UrlSynta
 use mailtrack::server::{self, signals, CertificateStore, State};
 use mailtrack::{Config, ConfigError};
 
+/// jemalloc, not the system's malloc. An idle HTTP/1 connection holds hyper's two 8 KiB
+/// buffers, read and write, with at most a few hundred bytes written to them. jemalloc gives
+/// each buffer pages of its own, and a page nothing was written to is never mapped; glibc's
+/// malloc puts a chunk header on either side of it, so about half of each is resident even
+/// when nothing was written. VmRSS with 10,000 idle keep-alive connections: 79 MB with
+/// jemalloc, 117 MB without (`benches/compare.sh`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for a configuration error (sysexits' EX_USAGE): nothing was started.
 const EXIT_CONFIG: u8 = 64;
 /// Exit code for bad arguments, as clap uses.

@@ -87,11 +87,7 @@ pub(crate) async fn accept_loop(
                     };
                     // Small answers go out at once; failure only costs latency.
                     let _ = stream.set_nodelay(true);
-                    let context = context.clone();
-                    connections.spawn(async move {
-                        connection::serve(stream, peer, context).await;
-                        drop(permit);
-                    });
+                    connections.spawn(connection::serve(stream, peer, context.clone(), permit));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed; pausing");

@@ -2,8 +2,9 @@
 //! timeouts that keep a slow or idle client from holding resources.
 //!
 //! A connection has [`Limits::header_read_timeout`] from accept until its first request's
-//! headers are complete. That one deadline covers the TLS handshake, hyper's protocol
-//! detection and the headers, so a client that trickles bytes at any stage is cut off.
+//! headers are complete. That one deadline covers the TLS handshake, protocol detection
+//! (the HTTP/2 preface or not) and the headers, so a client that trickles bytes at any stage
+//! is cut off.
 //! After that, it may sit [`Limits::idle_timeout`] with no new request; hyper's own HTTP/1
 //! header read timeout bounds each later request's headers as well.
 //!
@@ -12,21 +13,28 @@
 //! turn from the clients that send whole requests.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
-use super::routes;
+use super::routes::{self, Answer};
 use super::state::{Limits, State};
 
 /// The largest request head accepted, start line and headers together: SES's 8 KiB, which
@@ -34,9 +42,8 @@ use super::state::{Limits, State};
 /// the stream.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
-/// HTTP/1's read buffer cap, which is what bounds a request head there: hyper-util's
-/// `auto` builder does not expose hyper's `max_header_size`, and a head that does not fit
-/// the buffer is answered 431. 8 KiB is also hyper's floor for this setting.
+/// HTTP/1's read buffer cap, which is what bounds a request head there: a head that does
+/// not fit the buffer is answered 431. 8 KiB is also hyper's floor for this setting.
 pub const MAX_HTTP1_BUFFER: usize = MAX_HEADER_BYTES;
 
 /// Streams one HTTP/2 connection may have open at once. A mail client loads a few images
@@ -55,86 +62,149 @@ pub const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// writing before it is dropped.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// The HTTP/1.1 + HTTP/2 builder every connection is served with.
-pub(crate) fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+/// The HTTP/2 connection preface (RFC 9113, section 3.4), which a client with prior
+/// knowledge sends first. A connection whose first bytes are anything else is HTTP/1.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The HTTP/1.1 and HTTP/2 builders every connection is served with, one of them per
+/// connection as [`detect`] finds.
+///
+/// Not hyper-util's `auto` builder: its connection is an enum sized for HTTP/2 (1,560 bytes
+/// against HTTP/1's 696), and every HTTP/1 connection would carry that for its whole life.
+pub(crate) struct HttpBuilder {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+/// The HTTP/1.1 + HTTP/2 builders, set up with `limits`.
+pub(crate) fn http_builder(limits: &Limits) -> HttpBuilder {
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HTTP1_BUFFER)
         .keep_alive(true);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
         .keep_alive_interval(HTTP2_KEEP_ALIVE)
         .keep_alive_timeout(HTTP2_KEEP_ALIVE);
-    builder
+    HttpBuilder { http1, http2 }
 }
 
 /// What a connection task needs besides its socket.
 #[derive(Clone)]
 pub(crate) struct ConnectionContext {
     pub(crate) state: State,
-    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(crate) builder: Arc<HttpBuilder>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// Serves one accepted connection until it closes, times out, or is drained.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: ConnectionContext) {
-    let accepted = Instant::now();
-    match context.tls.clone() {
-        None => drive(TokioIo::new(stream), peer, accepted, &context).await,
-        // Boxed: an async fn's state is as large as its largest branch, and the TLS branch
-        // (the handshake, then hyper over rustls's buffers) is far larger than the plain one.
-        // Inline, every plain connection's task would be sized for TLS; boxed, a plain
-        // connection holds about 3.6 KiB less while it is open (VmRSS with 10,000 idle
-        // connections: 172 MB before, 136 MB after; `benches/compare.sh`), and a TLS one pays
-        // one more allocation, next to its handshake.
-        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, peer, accepted, &context)).await,
+/// Serves one accepted connection until it closes, times out, or is drained, then gives
+/// back `permit`, its place under `max_connections`.
+///
+/// Not an `async fn`: a task stores its whole future for as long as the connection is open,
+/// and an `async fn`'s future keeps room for every argument and local, even those moved on
+/// long before. This one holds only what an open connection needs: each connection's task
+/// is a 640-byte allocation so, against 1,152 written as `async fn`s.
+pub(crate) fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: ConnectionContext,
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
+    let ConnectionContext {
+        state,
+        builder,
+        tls,
+        mut shutdown,
+    } = context;
+    let activity = Arc::new(Activity::new(Instant::now(), &state.limits()));
+    let service = Respond {
+        state,
+        activity: Arc::clone(&activity),
+        peer: peer.ip(),
+    };
+    // Boxed: the handshake and protocol detection are over before the connection's long
+    // waits begin, and their state is freed with the box then (the future below is 464
+    // bytes so, 784 with it inline).
+    let start = Box::pin(timeout_at(
+        activity.deadline(),
+        start(stream, tls, service, builder),
+    ));
+    async move {
+        // Held until the connection is over, however it ends.
+        let _permit = permit;
+        let started = tokio::select! {
+            started = start => started,
+            // No request has started, so there is none to finish.
+            _ = shutdown.changed() => return,
+        };
+        match started {
+            Ok(Ok(connection)) => drive(connection, &activity, shutdown).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "connection failed before a request"),
+            Err(_) => tracing::debug!("connection timed out before a request"),
+        }
     }
 }
 
-/// The TLS handshake, under the first deadline, then HTTP over it.
-async fn serve_tls(
+/// The TLS handshake if there is one, then [`start_http`].
+async fn start(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    service: Respond,
+    builder: Arc<HttpBuilder>,
+) -> io::Result<Pin<Box<dyn HttpConnection>>> {
+    match tls {
+        None => start_http(stream, service, &builder).await,
+        // Boxed: an async fn's state is as large as its largest branch, and the TLS
+        // handshake's is several KiB. Inline, every plain connection's task would be sized
+        // for it; boxed, a TLS connection pays one more allocation, freed after the handshake.
+        Some(acceptor) => Box::pin(start_tls(stream, acceptor, service, &builder)).await,
+    }
+}
+
+/// The TLS handshake, then [`start_http`] over it.
+async fn start_tls(
     stream: TcpStream,
     acceptor: TlsAcceptor,
-    peer: SocketAddr,
-    accepted: Instant,
-    context: &ConnectionContext,
-) {
-    let first_deadline = accepted + context.state.limits().header_read_timeout;
-    match timeout_at(first_deadline, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => drive(TokioIo::new(tls), peer, accepted, context).await,
-        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!("TLS handshake timed out"),
-    }
+    service: Respond,
+    builder: &HttpBuilder,
+) -> io::Result<Pin<Box<dyn HttpConnection>>> {
+    start_http(acceptor.accept(stream).await?, service, builder).await
 }
 
-/// Drives HTTP on `io` under the connection's deadlines.
-async fn drive<I>(io: TokioIo<I>, peer: SocketAddr, accepted: Instant, context: &ConnectionContext)
+/// Reads which protocol `io` speaks and starts serving it with that one.
+async fn start_http<I>(
+    io: I,
+    service: Respond,
+    builder: &HttpBuilder,
+) -> io::Result<Pin<Box<dyn HttpConnection>>>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = context.state.limits();
-    let activity = Arc::new(Activity::new(accepted));
-    let service = {
-        let (state, activity) = (context.state.clone(), Arc::clone(&activity));
-        service_fn(move |request| {
-            activity.request_seen();
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(routes::respond(&request, peer.ip(), &state).await) }
-        })
-    };
-    let connection = context.builder.serve_connection(io, service);
-    tokio::pin!(connection);
-    let mut shutdown = context.shutdown.clone();
+    let (protocol, io) = detect(io).await?;
+    let io = TokioIo::new(io);
+    // Boxed, so that a task holds a pointer to its connection whichever it is.
+    Ok(match protocol {
+        Protocol::Http1 => Box::pin(builder.http1.serve_connection(io, service)),
+        Protocol::Http2 => Box::pin(builder.http2.serve_connection(io, service)),
+    })
+}
+
+/// Drives `connection` until it is over, telling it to close when it has been idle too long
+/// or the server shuts down.
+async fn drive(
+    mut connection: Pin<Box<dyn HttpConnection>>,
+    activity: &Activity,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut closing = false;
-    let mut deadline = accepted + limits.header_read_timeout;
+    let mut deadline = activity.deadline();
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -144,17 +214,17 @@ where
                 return;
             }
             _ = shutdown.changed(), if !closing => {
-                connection.as_mut().graceful_shutdown();
+                connection.as_mut().close();
                 closing = true;
             }
             () = sleep_until(deadline) => {
                 if closing {
                     return;
                 }
-                match activity.deadline(&limits) {
+                match activity.deadline() {
                     later if later > Instant::now() => deadline = later,
                     _ => {
-                        connection.as_mut().graceful_shutdown();
+                        connection.as_mut().close();
                         closing = true;
                         deadline = Instant::now() + CLOSE_LINGER;
                     }
@@ -164,10 +234,147 @@ where
     }
 }
 
+/// An HTTP/1 or HTTP/2 connection being served, as [`drive`] sees it.
+trait HttpConnection: Future<Output = hyper::Result<()>> + Send {
+    /// Asks it to close once the requests in flight are answered: HTTP/1 `Connection:
+    /// close`, HTTP/2 `GOAWAY`.
+    fn close(self: Pin<&mut Self>);
+}
+
+impl<I> HttpConnection for http1::Connection<TokioIo<Rewind<I>>, Respond>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn close(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I> HttpConnection for http2::Connection<TokioIo<Rewind<I>>, Respond, TokioExecutor>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn close(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// How a connection's requests are answered: [`routes::respond`], each noted in the
+/// connection's [`Activity`].
+struct Respond {
+    state: State,
+    activity: Arc<Activity>,
+    peer: IpAddr,
+}
+
+impl Service<Request<Incoming>> for Respond {
+    type Response = Answer;
+    type Error = Infallible;
+    /// Boxed: an HTTP/1 connection keeps a slot for this future for its whole life. Boxed,
+    /// the slot is a pointer, and the future's 936 bytes are held only while a request is
+    /// being answered.
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.activity.request_seen();
+        let (state, peer) = (self.state.clone(), self.peer);
+        Box::pin(async move { Ok(routes::respond(&request, peer, &state).await) })
+    }
+}
+
+/// The protocol a connection speaks.
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Reads a connection's first bytes until they depart from the HTTP/2 preface or complete it,
+/// and hands back `io` with those bytes put back in front. A connection closed at once is
+/// HTTP/1's to answer (hyper closes it quietly).
+async fn detect<I: AsyncRead + Unpin>(mut io: I) -> io::Result<(Protocol, Rewind<I>)> {
+    let mut prefix = [0; H2_PREFACE.len()];
+    let mut filled = 0;
+    let protocol = loop {
+        if filled == prefix.len() {
+            break Protocol::Http2;
+        }
+        let n = io.read(&mut prefix[filled..]).await?;
+        let preface_so_far = n > 0 && prefix[filled..filled + n] == H2_PREFACE[filled..filled + n];
+        filled += n;
+        if !preface_so_far {
+            break Protocol::Http1;
+        }
+    };
+    let rewind = Rewind {
+        prefix,
+        unread: 0..filled,
+        io,
+    };
+    Ok((protocol, rewind))
+}
+
+/// `io` with the bytes [`detect`] read from it put back in front, for hyper to read again.
+struct Rewind<I> {
+    prefix: [u8; H2_PREFACE.len()],
+    /// The part of `prefix` not yet read again.
+    unread: Range<usize>,
+    io: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.unread.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.unread.len().min(buf.remaining());
+        let start = this.unread.start;
+        buf.put_slice(&this.prefix[start..start + n]);
+        this.unread.start += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// When a connection last started a request, to tell idle connections from busy ones.
 /// Every answer is built synchronously, so a request is over almost as soon as it starts.
 struct Activity {
     accepted: Instant,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
     /// Milliseconds from `accepted` to the latest request, or `NONE` before the first.
     last_request_ms: AtomicU64,
 }
@@ -175,9 +382,11 @@ struct Activity {
 impl Activity {
     const NONE: u64 = u64::MAX;
 
-    fn new(accepted: Instant) -> Activity {
+    fn new(accepted: Instant, limits: &Limits) -> Activity {
         Activity {
             accepted,
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
             last_request_ms: AtomicU64::new(Activity::NONE),
         }
     }
@@ -188,10 +397,10 @@ impl Activity {
     }
 
     /// When the connection is to be closed if nothing happens before then.
-    fn deadline(&self, limits: &Limits) -> Instant {
+    fn deadline(&self) -> Instant {
         match self.last_request_ms.load(Ordering::Relaxed) {
-            Activity::NONE => self.accepted + limits.header_read_timeout,
-            ms => self.accepted + Duration::from_millis(ms) + limits.idle_timeout,
+            Activity::NONE => self.accepted + self.header_read_timeout,
+            ms => self.accepted + Duration::from_millis(ms) + self.idle_timeout,
         }
     }
 }
