@@ -27,8 +27,10 @@ pub const DEFAULT_STREAM: &str = "mailtrack:events";
 /// sender's events for consumers that fall behind, and bounds memory if none ever reads.
 pub const DEFAULT_STREAM_MAXLEN: u64 = 10_000_000;
 
-/// The most events in one batch: one pipelined `XADD` round trip or one `fsync` carries 512
-/// events, past which a larger batch gains little and delays the first event's commit.
+/// The events at which a batch closes: one pipelined `XADD` round trip or one `fsync` carries
+/// 512 events, past which a larger batch gains little and delays the first event's commit.
+/// When more are already waiting, a batch takes up to eight times as many
+/// ([`BACKLOG_BATCH_FACTOR`](crate::events::batcher::BACKLOG_BATCH_FACTOR)).
 pub const DEFAULT_BATCH_MAX_EVENTS: usize = 512;
 
 /// How long the writer waits for a batch to fill: 5 ms is unnoticeable next to a redirect's
@@ -99,7 +101,7 @@ pub struct EventsConfig {
     pub stream: String,
     /// `MAXLEN ~` for `XADD`; 0 means no trimming.
     pub stream_maxlen: u64,
-    /// The most events per batch.
+    /// The events at which a batch closes (up to 8× that when a backlog waits).
     pub batch_max_events: usize,
     /// How long a batch waits to fill.
     pub batch_linger: Duration,
