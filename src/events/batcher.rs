@@ -196,7 +196,10 @@ mod tests {
             prepared.recv().await.unwrap().batch.len(),
             prepared.recv().await.unwrap().batch.len(),
         ];
-        assert_eq!(sizes, [8 * BACKLOG_BATCH_FACTOR, 100 - 8 * BACKLOG_BATCH_FACTOR]);
+        assert_eq!(
+            sizes,
+            [8 * BACKLOG_BATCH_FACTOR, 100 - 8 * BACKLOG_BATCH_FACTOR]
+        );
 
         queue.offer(sample_event("alone")).unwrap();
         let lone = prepared.recv().await.unwrap();
