@@ -126,6 +126,7 @@ impl Batcher {
         let mut open = true;
         let mut lingered = false;
         let mut cap = self.max_events;
+        let backlog_cap = self.max_events * BACKLOG_BATCH_FACTOR;
         loop {
             while len < cap {
                 match self.receiver.try_recv() {
@@ -138,9 +139,9 @@ impl Batcher {
                 }
                 len += 1;
             }
-            if len == self.max_events && self.receiver.len() >= self.max_events {
+            if len == cap && cap < backlog_cap && self.receiver.len() >= self.max_events {
                 // Behind: this batch takes a bigger share of the backlog.
-                cap = self.max_events * BACKLOG_BATCH_FACTOR;
+                cap = backlog_cap;
                 continue;
             }
             if len >= self.max_events || !open || lingered {
