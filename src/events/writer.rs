@@ -74,6 +74,11 @@ pub(crate) struct Writer {
     retry_delay: Duration,
     /// Whether the spool holds anything: kept here so the hot path needs no lock.
     spool_pending: bool,
+    /// Whether the spool refused a batch since it last shrank. Batches vary in size (a
+    /// backlog makes bigger ones), so a small one may still fit after a big one was refused;
+    /// the spool still counts as full, for `/readyz` and the metrics, until a replay frees
+    /// room.
+    spool_refused: bool,
     /// Batches sent to the sink and not yet answered, oldest first.
     in_flight: FuturesOrdered<Answered>,
 }
@@ -109,6 +114,7 @@ impl Writer {
             retry_at: None,
             retry_delay: DEFAULT_RETRY_MIN,
             spool_pending,
+            spool_refused: false,
             in_flight: FuturesOrdered::new(),
         }
     }
@@ -212,8 +218,8 @@ impl Writer {
         })
         .await;
         let (appended, pending_bytes) = appended;
-        let full = matches!(appended, Err(SpoolError::Full { .. }));
-        self.stats.set_spool(pending_bytes, full);
+        self.spool_refused |= matches!(appended, Err(SpoolError::Full { .. }));
+        self.stats.set_spool(pending_bytes, self.spool_refused);
         match appended {
             Ok(()) => {
                 self.spool_pending = true;
@@ -239,6 +245,7 @@ impl Writer {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
                     self.spool_pending = false;
+                    self.spool_refused = false;
                     self.stats.set_spool(0, false);
                     return;
                 }
@@ -276,6 +283,7 @@ impl Writer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         spool.advance();
+        self.spool_refused = false;
         self.stats.set_spool(spool.pending_bytes(), false);
     }
 
