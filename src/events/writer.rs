@@ -168,10 +168,7 @@ impl Writer {
     fn push_in_flight(&mut self, sent: Sent, delivery: Delivery) {
         let limit = self.sink_timeout;
         self.in_flight.push_back(Box::pin(async move {
-            let result = match timeout(limit, delivery).await {
-                Ok(result) => result,
-                Err(_elapsed) => Err(SinkError::Timeout(limit)),
-            };
+            let result = within(limit, delivery).await;
             (sent, result)
         }));
     }
@@ -313,11 +310,7 @@ impl Writer {
 
     /// Sends a batch to the sink within the sink timeout.
     async fn deliver(&mut self, batch: &Arc<Batch>) -> Result<(), SinkError> {
-        let limit = self.sink_timeout;
-        let result = match timeout(limit, self.sink.deliver(batch)).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(SinkError::Timeout(limit)),
-        };
+        let result = within(self.sink_timeout, self.sink.deliver(batch)).await;
         if result.is_ok() {
             self.sink_answered();
         }
@@ -355,6 +348,17 @@ impl Writer {
         };
         self.retry_delay = delay;
         self.retry_at = Some(Instant::now() + delay);
+    }
+}
+
+/// `delivery`'s result, or a timeout error once `limit` has passed.
+async fn within(
+    limit: Duration,
+    delivery: impl Future<Output = Result<(), SinkError>>,
+) -> Result<(), SinkError> {
+    match timeout(limit, delivery).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(SinkError::Timeout(limit)),
     }
 }
 

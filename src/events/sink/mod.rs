@@ -109,16 +109,13 @@ impl Sink {
         }
     }
 
-    /// Delivers `batch`, returning once it is safe in the sink.
+    /// Delivers `batch`, returning once it is safe in the sink: [`Sink::send`], waited for.
     pub async fn deliver(&mut self, batch: &Arc<Batch>) -> Result<(), SinkError> {
-        match self {
-            Sink::File(file) => {
-                let batch = Arc::clone(batch);
-                off_thread(file, move |file| file.write(batch.jsonl())).await
-            }
-            Sink::Redis(redis) => redis.deliver(batch).await,
-            Sink::Stdout(stdout) => stdout.deliver(batch).await,
+        let result = self.send(batch).await?.await;
+        if result.is_err() {
+            self.failed();
         }
+        result
     }
 }
 

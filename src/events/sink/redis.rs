@@ -79,15 +79,6 @@ impl RedisSink {
         })
     }
 
-    /// Appends every event of `batch` to the stream in one pipelined round trip.
-    pub async fn deliver(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let result = self.send(batch).await?.await;
-        if result.is_err() {
-            self.failed();
-        }
-        result
-    }
-
     /// Sends `batch` as one pipeline and returns the wait for Redis's answer, which borrows
     /// nothing: the writer sends the next batch while Redis works on this one. Batches go
     /// out over one connection in the order their waits are first polled.
