@@ -32,6 +32,11 @@ async fn https_with_http1_and_http2() {
         let target = click(DESTINATION, "msg-tls");
         let reply = send(addr, Some(&client), proto, "GET", &target, &[]).await;
         assert_eq!(reply.alpn.as_deref(), Some(alpn.as_bytes()));
+        // rustls's client lists AES-256-GCM first; the server's preference wins.
+        assert_eq!(
+            reply.cipher_suite,
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
         assert_eq!(reply.status, 302);
         assert_eq!(reply.header("location"), Some(DESTINATION));
         server.next_event().await;

@@ -126,6 +126,7 @@ pub struct Reply {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub alpn: Option<Vec<u8>>,
+    pub cipher_suite: Option<rustls::CipherSuite>,
     pub peer_certificate: Option<CertificateDer<'static>>,
 }
 
@@ -197,6 +198,7 @@ pub async fn try_send(
         .map_err(|e| e.to_string())?;
     let (_, session) = stream.get_ref();
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+    let cipher_suite = session.negotiated_cipher_suite().map(|s| s.suite());
     let peer_certificate = session.peer_certificates().and_then(|c| c.first().cloned());
     let mut reply = exchange(
         TokioIo::new(stream),
@@ -208,6 +210,7 @@ pub async fn try_send(
     )
     .await?;
     reply.alpn = alpn;
+    reply.cipher_suite = cipher_suite;
     reply.peer_certificate = peer_certificate;
     Ok(reply)
 }
@@ -267,6 +270,7 @@ where
         headers,
         body,
         alpn: None,
+        cipher_suite: None,
         peer_certificate: None,
     })
 }
