@@ -4,7 +4,8 @@
     python3 benches/chart.py benches/results
 
 Reads latest.tsv (one line per wrk run: round, row, req/s, p50 ms, p99 ms, requests, socket
-errors, non-3xx answers, TCP connections accepted) and latest.env (key=value notes) from the
+errors, non-3xx answers, TCP connections accepted, the server process's CPU seconds, the busy
+share of the server core and of the client core) and latest.env (key=value notes) from the
 folder, and writes latest.json, latest.md and chart.svg beside them. Prints the table and the
 goals, each "met" or "MISSED". Standard library only.
 """
@@ -54,6 +55,10 @@ def read_runs(folder):
             "round": int(f[0]), "row": f[1], "rps": float(f[2]), "p50_ms": float(f[3]),
             "p99_ms": float(f[4]), "requests": int(f[5]), "errors": int(f[6]),
             "non3xx": int(f[7]), "accepted": int(f[8]),
+            # Older runs lack the CPU columns.
+            "cpu_s": float(f[9]) if len(f) > 9 else None,
+            "server_busy": float(f[10]) if len(f) > 10 else None,
+            "client_busy": float(f[11]) if len(f) > 11 else None,
         })
     return runs
 
@@ -68,6 +73,18 @@ def read_env(folder):
     return env
 
 
+def cpu_us_per_request(run):
+    """The server process's CPU microseconds per request in one run, if measured."""
+    if not run["cpu_s"] or not run["requests"]:
+        return None
+    return run["cpu_s"] * 1e6 / run["requests"]
+
+
+def median_of(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
 def summarise(runs):
     rows = {}
     for row in ROWS:
@@ -78,6 +95,9 @@ def summarise(runs):
             "rps": statistics.median(r["rps"] for r in mine),
             "p50_ms": statistics.median(r["p50_ms"] for r in mine),
             "p99_ms": statistics.median(r["p99_ms"] for r in mine),
+            "cpu_us": median_of(cpu_us_per_request(r) for r in mine),
+            "server_busy": median_of(r["server_busy"] for r in mine),
+            "client_busy": median_of(r["client_busy"] for r in mine),
             "rounds": len(mine),
             "errors": sum(r["errors"] for r in mine),
             "non3xx": sum(r["non3xx"] for r in mine),
@@ -89,11 +109,11 @@ def summarise(runs):
     return rows
 
 
-def round_ratio(runs, numerator, denominator):
+def round_ratio(runs, numerator, denominator, value=lambda r: r["rps"]):
     """The median over rounds of numerator/denominator, each pair from the same round."""
     by_round = {}
     for r in runs:
-        by_round.setdefault(r["round"], {})[r["row"]] = r["rps"]
+        by_round.setdefault(r["round"], {})[r["row"]] = value(r)
     ratios = [
         rows[numerator] / rows[denominator]
         for rows in by_round.values()
@@ -148,17 +168,20 @@ def ratio_to(runs, row, section):
 
 def markdown(runs, rows):
     lines = [
-        "| | server | req/s | p50 ms | p99 ms | vs |",
-        "| --- | --- | ---: | ---: | ---: | --- |",
+        "| | server | req/s | p50 ms | p99 ms | vs | server CPU µs/req | cores busy (server/client) |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     section_seen = None
     for row, (section, label) in ROWS.items():
         if row not in rows:
             continue
         s = rows[row]
-        lines.append("| %s | %s | %.0f | %.3f | %.3f | %s |" % (
+        lines.append("| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s |" % (
             section if section != section_seen else "", label, s["rps"], s["p50_ms"],
-            s["p99_ms"], ratio_to(runs, row, section)))
+            s["p99_ms"], ratio_to(runs, row, section),
+            "" if s["cpu_us"] is None else "%.1f" % s["cpu_us"],
+            "" if s["server_busy"] is None else "%.0f%% / %.0f%%" % (
+                100 * s["server_busy"], 100 * s["client_busy"])))
         section_seen = section
     return "\n".join(lines)
 
@@ -225,6 +248,17 @@ def main():
     for key in ("events_file_metrics", "events_redis_metrics"):
         if env.get(key):
             notes.append("%s: %s" % (key, env[key].strip()))
+    for row, s in rows.items():
+        if s["server_busy"] is not None and s["server_busy"] < 0.9 and s["client_busy"] > 0.95:
+            notes.append(
+                "%s: client-bound (server core %.0f%% busy, wrk's core %.0f%%): its req/s "
+                "measures wrk as much as the server; compare server CPU per request" % (
+                    row, 100 * s["server_busy"], 100 * s["client_busy"]))
+    for text, num, den, _ in RATIO_GOALS:
+        # The same comparison by the server's own cost: requests per server CPU-second.
+        ratio = round_ratio(runs, den, num, lambda r: cpu_us_per_request(r) or 0.0)
+        if ratio:
+            notes.append("%s, per server CPU-second: %.2fx" % (text, ratio))
     if "tls_resumed" in env:
         notes.append("TLS: wrk resumed the session on %s" % env["tls_resumed"])
     goal_lines = ["- %s: %s — %s" % (g["goal"], g["display"], "met" if g["met"] else "MISSED") for g in results]

@@ -193,17 +193,49 @@ start_nginx() {
 
 passive_opens() { awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "PassiveOpens") c = i; h = 1 } else print $c }' /proc/net/snmp; }
 
+# The server process behind each row, for its CPU time: row name -> pid (nginx: the master,
+# whose workers are counted with it).
+declare -A ROW_PID=()
+
+# process_ticks PID: CPU time (user + system, in clock ticks) of PID, all its threads, and
+# its child processes (nginx's workers).
+process_ticks() {
+    local pid total=0 t
+    for pid in "$1" $(pgrep -P "$1" 2>/dev/null); do
+        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || continue
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# core_ticks CPU: "busy total" clock ticks of one core so far (busy: neither idle nor iowait).
+core_ticks() {
+    awk -v cpu="cpu$1" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
 # run_wrk ROUND ROW URL [wrk options...]: one wrk run on the client core, appended to the TSV
 # as: round, row, requests/s, p50 ms, p99 ms, requests, socket errors, non-3xx answers,
-# TCP connections accepted.
+# TCP connections accepted, the server process's CPU seconds, and the busy share of the
+# server core and of the client core. A server whose core is not busy while wrk's is was
+# waiting for wrk: that row measures the client as much as the server, and its CPU seconds
+# per request are the fairer comparison.
 run_wrk() {
-    local round=$1 row=$2 url=$3 out before after
+    local round=$1 row=$2 url=$3 out before after pid cpu_before cpu_after
+    local server_before server_after client_before client_after
     shift 3
     out="$WORK/wrk-$row-$round.txt"
+    pid=${ROW_PID[$row]:-}
     before=$(passive_opens)
+    cpu_before=$([ -n "$pid" ] && process_ticks "$pid" || echo 0)
+    server_before=$(core_ticks "$SERVER_CPU") client_before=$(core_ticks "$CLIENT_CPU")
     taskset -c "$CLIENT_CPU" wrk -t1 -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 || true
+    server_after=$(core_ticks "$SERVER_CPU") client_after=$(core_ticks "$CLIENT_CPU")
+    cpu_after=$([ -n "$pid" ] && process_ticks "$pid" || echo 0)
     after=$(passive_opens)
-    awk -v round="$round" -v row="$row" -v accepted=$((after - before)) '
+    awk -v round="$round" -v row="$row" -v accepted=$((after - before)) \
+        -v cpu_s="$(awk -v t=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }')" \
+        -v server_busy="$(share "$server_before" "$server_after")" \
+        -v client_busy="$(share "$client_before" "$client_after")" '
         function ms(v) {
             if (v ~ /us$/) return v / 1000
             if (v ~ /ms$/) return v + 0
@@ -216,9 +248,18 @@ run_wrk() {
         /Requests\/sec/ { rps = $2 }
         /Socket errors/ { gsub(/,/, ""); errors = $4 + $6 + $8 + $10 }
         /Non-2xx or 3xx/ { non3xx = $5 }
-        END { printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\n",
-              round, row, rps, p50, p99, requests, errors, non3xx, accepted }
-    ' "$out" | tee -a "$RESULTS/latest.tsv" | awk -F'\t' '{ printf "  %-22s %9s req/s  p50 %7s ms  p99 %7s ms  errors %s  non-3xx %s\n", $2, $3, $4, $5, $7, $8 }' >&2
+        END { printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n",
+              round, row, rps, p50, p99, requests, errors, non3xx, accepted, cpu_s,
+              server_busy, client_busy }
+    ' "$out" | tee -a "$RESULTS/latest.tsv" | awk -F'\t' '{ printf "  %-22s %9s req/s  p50 %7s ms  p99 %7s ms  errors %s  non-3xx %s  server %.1f us/req  cores busy %s/%s\n", $2, $3, $4, $5, $7, $8, ($6 > 0 ? $10 * 1e6 / $6 : 0), $11, $12 }' >&2
+}
+
+# share "BUSY TOTAL" "BUSY TOTAL": the busy fraction of a core between two core_ticks.
+share() {
+    local b1 t1 b2 t2
+    read -r b1 t1 <<<"$1"
+    read -r b2 t2 <<<"$2"
+    awk -v b=$((b2 - b1)) -v t=$((t2 - t1)) 'BEGIN { printf "%.2f", t > 0 ? b / t : 0 }'
 }
 
 check_redirect() { # NAME URL EXPECTED_LOCATION
@@ -285,16 +326,26 @@ main() {
     wait_port "$P_REDIS" $!
     export RUST_LOG=warn
     start mailtrack "$P_MT_TLS" "$mailtrack" serve --config "$WORK/file.toml"
+    local row
+    for row in mailtrack_file mailtrack_139 mailtrack_https mailtrack_newtls mailtrack_half_load; do
+        ROW_PID[$row]=$STARTED
+    done
     local redis_row=mailtrack_redis
     if "$mailtrack" sign --config "$WORK/redis.toml" --message-id check "$destination" >/dev/null 2>"$WORK/redis-config.err"; then
         start mailtrack-redis "$P_MT_REDIS" "$mailtrack" serve --config "$WORK/redis.toml"
+        ROW_PID[mailtrack_redis]=$STARTED
     else
         redis_row=""
         log "NOTE: [events] sink = \"redis\" is not accepted yet: $(cat "$WORK/redis-config.err"); skipping that row"
     fi
     start bare "$P_BARE" "$bare" "127.0.0.1:$P_BARE"
+    ROW_PID[bare_hyper]=$STARTED ROW_PID[bare_hyper_half_load]=$STARTED
     start bare-tls "$P_BARE_TLS" "$bare" "127.0.0.1:$P_BARE_TLS" --tls "$WORK/cert.pem" "$WORK/key.pem"
+    ROW_PID[bare_hyper_https]=$STARTED ROW_PID[bare_hyper_newtls]=$STARTED
     start_nginx
+    for row in nginx_return nginx_lua nginx_return_https nginx_lua_https nginx_newtls; do
+        ROW_PID[$row]=$STARTED
+    done
 
     check_redirect mailtrack "http://127.0.0.1:$P_MT$target" "$destination"
     check_redirect mailtrack-139 "http://127.0.0.1:$P_MT$target139" "$destination"
