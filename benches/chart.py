@@ -45,6 +45,11 @@ P99_GOAL_MS = 1.0
 RSS_GOAL_MB = 100.0
 
 
+def optional_number(fields, i):
+    """fields[i] as a number, or None when the column is missing or empty."""
+    return float(fields[i]) if len(fields) > i and fields[i] else None
+
+
 def read_runs(folder):
     runs = []
     for line in (folder / "latest.tsv").read_text().splitlines():
@@ -56,9 +61,9 @@ def read_runs(folder):
             "p99_ms": float(f[4]), "requests": int(f[5]), "errors": int(f[6]),
             "non3xx": int(f[7]), "accepted": int(f[8]),
             # Older runs lack the CPU columns.
-            "cpu_s": float(f[9]) if len(f) > 9 else None,
-            "server_busy": float(f[10]) if len(f) > 10 else None,
-            "client_busy": float(f[11]) if len(f) > 11 else None,
+            "cpu_s": optional_number(f, 9),
+            "server_busy": optional_number(f, 10),
+            "client_busy": optional_number(f, 11),
         })
     return runs
 

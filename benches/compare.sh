@@ -259,7 +259,7 @@ share() {
     local b1 t1 b2 t2
     read -r b1 t1 <<<"$1"
     read -r b2 t2 <<<"$2"
-    awk -v b=$((b2 - b1)) -v t=$((t2 - t1)) 'BEGIN { printf "%.2f", t > 0 ? b / t : 0 }'
+    awk -v b=$((b2 - b1)) -v t=$((t2 - t1)) 'BEGIN { printf "%.2f", (t > 0 ? b / t : 0) }'
 }
 
 check_redirect() { # NAME URL EXPECTED_LOCATION
