@@ -16,6 +16,9 @@
 #   half load            mailtrack's p99 at half of its peak in the same round (see below)
 #   memory               mailtrack's VmRSS with 10,000 idle keep-alive connections
 #
+# Every run also records the server process's CPU time and how busy each core was, so that a
+# row limited by wrk rather than by its server shows as such (see run_wrk).
+#
 # Every server runs pinned to core 0 (`taskset -c 0`); wrk and the other clients run on core 1.
 # nginx has one worker. Every row is measured in each of ROUNDS rounds, the rows of a round
 # back to back (and in reverse order every other round), so a peer is always measured within
