@@ -5,11 +5,13 @@
 //! its first event. When more events than that are already waiting, the writer is behind,
 //! and the batch takes up to [`BACKLOG_BATCH_FACTOR`] times as many: one commit (an `fsync`,
 //! a round trip) then carries more events, so the writer catches up however slow each
-//! commit is, instead of the queue filling behind a fixed batch size. While it lingers, the batcher sleeps until the queue holds enough to fill
-//! it (see [`Wanted`]) rather than waking for every event. It runs in its own task: while
-//! the writer waits for the sink to acknowledge one batch, the next is being made. The
-//! hand-off channel holds one batch, so the batcher is never more than a batch or two ahead
-//! and the writer still commits in queue order.
+//! commit is, instead of the queue filling behind a fixed batch size.
+//!
+//! While a batch lingers, the batcher sleeps until the queue holds enough to fill it (see
+//! [`Wanted`]) rather than waking for every event. It runs in its own task: while the writer
+//! waits for the sink to acknowledge one batch, the next is being made. The hand-off channel
+//! holds one batch, so the batcher is never more than a batch or two ahead and the writer
+//! still commits in queue order.
 //!
 //! On shutdown the queue is closed (offers then fail with `Closed`), what it holds is
 //! batched, and dropping the hand-off tells the writer that nothing more is coming.

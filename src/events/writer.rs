@@ -14,10 +14,12 @@
 //! acknowledged, answered in the order they were sent. Once one of them fails, the ones sent
 //! after it are spooled behind it whatever their answer, so the spool still holds events in
 //! queue order; those that did reach Redis are then delivered twice, which consumers already
-//! handle by deduping on `eventId`. While anything is spooled, new batches are spooled behind it, so the sink
-//! receives events in the order they were queued. After a failure the sink is retried with
-//! exponential back-off; meanwhile batches go straight to the spool, so a dead sink costs
-//! one timeout, not one per batch.
+//! handle by deduping on `eventId`.
+//!
+//! While anything is spooled, new batches are spooled behind it, so the sink receives events
+//! in the order they were queued. After a failure the sink is retried with exponential
+//! back-off; meanwhile batches go straight to the spool, so a dead sink costs one timeout,
+//! not one per batch.
 //!
 //! When the batcher is done (shutdown), the spool is replayed while the sink takes it, within
 //! [`DEFAULT_SHUTDOWN_REPLAY`]; what is left stays in the spool for the next start.
