@@ -19,6 +19,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::stamp;
 use crate::link::{LinkKind, LinkTags, VerifiedLink};
 
 /// An open or a click, ready for the sink.
@@ -152,7 +153,8 @@ impl EncodedEvent {
     /// `eventId`.
     pub fn new(link: &VerifiedLink, facts: &RequestFacts<'_>) -> EncodedEvent {
         let mut bytes = Vec::with_capacity(ENCODED_EVENT_BYTES + link.target.len());
-        let event_type = write_event(&mut bytes, link, facts, Uuid::now_v7());
+        let event_id = stamp::event_id(facts.received);
+        let event_type = write_event(&mut bytes, link, facts, event_id);
         let json_len = bytes.len();
         bytes.extend_from_slice(link.message_id.as_str().as_bytes());
         EncodedEvent {
@@ -235,8 +237,7 @@ fn write_event(
     out.extend_from_slice(object.as_bytes());
     write_ip(out, facts.client_ip);
     out.extend_from_slice(br#"","timestamp":""#);
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}", humantime::format_rfc3339_millis(facts.received));
+    stamp::write_timestamp(out, facts.received);
     out.extend_from_slice(br#"","userAgent":"#);
     write_string(out, facts.user_agent);
     if link.kind == LinkKind::Click {

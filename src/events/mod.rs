@@ -15,6 +15,7 @@
 //! - [`writer`]: the one task that commits batches to the sink, or to the spool.
 //! - [`sink`]: the JSONL file, the Redis stream (or Cluster) and standard output.
 //! - [`spool`]: the append-only, checksummed disk spool and its in-order replay.
+//! - `stamp`: an event's id (UUIDv7) and timestamp.
 //! - [`stats`]: the counters `/metrics` and `/readyz` read.
 //! - [`tail`]: a Redis stream consumer (`mailtrack events tail`), as a model for others.
 //! - `sample`: made-up events for tests and benchmarks.
@@ -38,6 +39,7 @@ pub mod pipeline;
 pub mod sample;
 pub mod sink;
 pub mod spool;
+mod stamp;
 pub mod stats;
 pub mod tail;
 pub mod writer;
