@@ -4,12 +4,14 @@
 mod common;
 
 use std::process::Command;
+use std::sync::Arc;
 
 use common::{click, config, pixel, send, Proto, TestPki, TestServer};
 use mailtrack::server::routes::PIXEL_GIF;
 use mailtrack::server::signals;
 use mailtrack::testing::Mangling;
 use mailtrack::Config;
+use rustls::pki_types::ServerName;
 
 const DESTINATION: &str = "https://example.com/search?q=a+b&lang=zh&next=%2Fhome";
 
@@ -148,4 +150,105 @@ async fn curl_follows_nothing_unverified_and_gets_the_redirect() {
         }
     }
     assert_eq!(server.stop().await.len(), 4);
+}
+
+/// A client's session store that counts the TLS 1.3 tickets it is given.
+#[derive(Debug)]
+struct CountingTickets {
+    inner: rustls::client::ClientSessionMemoryCache,
+    received: std::sync::atomic::AtomicUsize,
+}
+
+impl rustls::client::ClientSessionStore for CountingTickets {
+    fn set_kx_hint(&self, server: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(server, group);
+    }
+
+    fn kx_hint(&self, server: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(server)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server)
+    }
+
+    fn remove_tls12_session(&self, server: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(server, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(server)
+    }
+}
+
+#[tokio::test]
+async fn each_connection_gets_one_ticket_and_the_next_resumes_with_it() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = TestPki::new();
+    let (files, _) = pki.leaf("track", &["track.example.com"]);
+    let server = TestServer::start(tls_config(vec![files])).await;
+    let addr = server.https.unwrap();
+    let tickets = Arc::new(CountingTickets {
+        inner: rustls::client::ClientSessionMemoryCache::new(16),
+        received: 0.into(),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(Arc::clone(&pki.client("track.example.com").roots))
+    .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::store(tickets.clone());
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+
+    for (n, kind) in [(1, Full), (2, Resumed), (3, Resumed)] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("track.example.com").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(
+            tls.get_ref().1.handshake_kind(),
+            Some(kind),
+            "connection {n}"
+        );
+        // Tickets come after the handshake: read the answer to the end to take them in.
+        tls.write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: track.example.com\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        assert_eq!(
+            tickets.received.load(std::sync::atomic::Ordering::SeqCst),
+            n
+        );
+    }
 }
