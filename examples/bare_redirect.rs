@@ -8,7 +8,7 @@
 //!   the process may run on (one, under `taskset -c 0`);
 //! - the same allocator, jemalloc;
 //! - the same HTTP stack: hyper's HTTP/1.1 and HTTP/2 connections, with the same HTTP/1
-//!   settings (timer, 10 s header read timeout, 8 KiB buffer, keep-alive). hyper-util's
+//!   settings (no header read timeout, 8 KiB buffer, keep-alive). hyper-util's
 //!   `auto` builder picks between them here, where mailtrack reads the preface itself; both
 //!   read the first bytes once per connection and cost nothing per request;
 //! - one task per connection, `TCP_NODELAY` on;
@@ -27,7 +27,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -48,9 +47,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Where every request is sent: the same destination as the benchmark's signed link.
 const LOCATION_VALUE: &str = "https://example.com/welcome?utm_source=newsletter";
-
-/// mailtrack's default `header_read_timeout`, applied the same way.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// mailtrack's HTTP/1 buffer cap (`server::connection::MAX_HTTP1_BUFFER`).
 const MAX_HTTP1_BUFFER: usize = 8 * 1024;
@@ -142,8 +138,7 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HTTP1_BUFFER)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());

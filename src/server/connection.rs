@@ -5,8 +5,12 @@
 //! headers are complete. That one deadline covers the TLS handshake, protocol detection
 //! (the HTTP/2 preface or not) and the headers, so a client that trickles bytes at any stage
 //! is cut off.
-//! After that, it may sit [`Limits::idle_timeout`] with no new request; hyper's own HTTP/1
-//! header read timeout bounds each later request's headers as well.
+//! After that, each request must have its headers in within [`Limits::idle_timeout`] of the
+//! one before, which bounds both the idle wait and a later request's headers.
+//!
+//! hyper's own HTTP/1 header read timeout is off. It starts when hyper begins waiting for the
+//! next request, so an idle keep-alive connection was closed after `header_read_timeout`
+//! rather than `idle_timeout`; and it made and dropped a timer entry for every request.
 //!
 //! Each connection is its own task and every wait in it is bounded, so a thousand slow
 //! clients cost a thousand sleeping tasks and nothing more: they hold no lock and take no
@@ -76,12 +80,13 @@ pub(crate) struct HttpBuilder {
     http2: http2::Builder<TokioExecutor>,
 }
 
-/// The HTTP/1.1 + HTTP/2 builders, set up with `limits`.
-pub(crate) fn http_builder(limits: &Limits) -> HttpBuilder {
+/// The HTTP/1.1 + HTTP/2 builders. Their timeouts are the connection's own (see the module
+/// docs), but for HTTP/2's keep-alive pings.
+pub(crate) fn http_builder() -> HttpBuilder {
     let mut http1 = http1::Builder::new();
+    // Without a timer: the connection's own deadline (see the module docs) bounds the heads.
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HTTP1_BUFFER)
         .keep_alive(true);
     let mut http2 = http2::Builder::new(TokioExecutor::new());

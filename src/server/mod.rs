@@ -103,7 +103,7 @@ pub async fn run(listeners: Vec<Listener>, state: State, shutdown: impl Future<O
     let limits = state.limits();
     let (stop, stopped) = watch::channel(false);
     let context = connection::ConnectionContext {
-        builder: Arc::new(connection::http_builder(&limits)),
+        builder: Arc::new(connection::http_builder()),
         state,
         tls: None,
         shutdown: stopped,
