@@ -1,5 +1,5 @@
-//! The `mailtrack serve` binary as an operator runs it: config errors exit 64 before
-//! binding, SIGTERM under load drains and exits 0 with every answered click's event
+//! The `mailtrack serve` binary as an operator runs it: config errors (and a spool folder
+//! another process holds) exit 64 before binding, SIGTERM under load drains and exits 0 with every answered click's event
 //! in the file sink, SIGHUP reloads the certificates.
 
 mod common;
@@ -119,6 +119,30 @@ fn bad_configs_exit_64_naming_the_key_before_binding() {
         assert!(!stderr.contains("listening"), "{stderr}");
     }
     drop(held);
+}
+
+#[test]
+fn a_second_serve_on_the_same_spool_folder_exits_64_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[server]\nhttp = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n",
+    );
+    let mut first = spawn_serve(&config, 1);
+    let out = Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("another process is using this folder") && stderr.contains("spool_dir"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+    signal(&first.child, "-TERM");
+    assert!(wait_exit(&mut first.child, Duration::from_secs(20)).success());
 }
 
 #[test]

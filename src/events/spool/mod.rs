@@ -13,6 +13,11 @@
 //!
 //! A crash during replay sends the current segment's replayed frames again at the next
 //! start: delivery is at-least-once and consumers dedupe on `eventId`.
+//!
+//! One process at a time: the spool holds an exclusive lock on `{dir}/.lock` while it is
+//! open, so a second `serve` (or `events replay` beside a running `serve`) given the same
+//! folder stops at start-up rather than interleave its segments with the first one's. The
+//! OS drops the lock with the process, however it ends.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -25,6 +30,9 @@ pub(crate) mod frame;
 /// events, so a replayed segment is read into memory cheaply, is deleted soon after it is
 /// replayed (freeing its room), and bounds the duplicates a crash during replay can cause.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The file in the spool folder that the open spool holds locked.
+const LOCK_FILE: &str = ".lock";
 
 /// The file name extension of a segment.
 const SEGMENT_EXTENSION: &str = "spool";
@@ -44,6 +52,17 @@ pub enum SpoolError {
         /// The frame's size.
         needed: u64,
     },
+    /// Another process has this spool folder open. Give each process its own
+    /// `events.spool_dir`.
+    #[error(
+        "spool {}: another process is using this folder; each mailtrack process needs its own \
+         events.spool_dir",
+        path.display()
+    )]
+    Locked {
+        /// The folder.
+        path: PathBuf,
+    },
     /// The disk refused a read or write.
     #[error("spool {}: {source}", path.display())]
     Io {
@@ -58,6 +77,8 @@ pub enum SpoolError {
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
+    /// Held locked for as long as the spool is open.
+    _lock: File,
     max_bytes: u64,
     segment_bytes: u64,
     /// Segments waiting for replay, oldest first, not counting the one being read.
@@ -103,6 +124,7 @@ impl Spool {
             source,
         };
         fs::create_dir_all(dir).map_err(io)?;
+        let lock = lock(dir)?;
         let mut found = Vec::new();
         for entry in fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
@@ -120,6 +142,7 @@ impl Spool {
         let held_bytes = found.iter().map(|(_, s)| s.len).sum();
         Ok(Spool {
             dir: dir.to_owned(),
+            _lock: lock,
             max_bytes,
             segment_bytes,
             sealed: found.into_iter().map(|(_, segment)| segment).collect(),
@@ -275,6 +298,28 @@ impl Spool {
             self.held_bytes = self.held_bytes.saturating_sub(segment.len);
         }
         Ok(())
+    }
+}
+
+/// Opens `{dir}/.lock` and takes its exclusive lock, without waiting.
+fn lock(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(LOCK_FILE);
+    let io = |source| SpoolError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked {
+            path: dir.to_owned(),
+        }),
+        Err(fs::TryLockError::Error(source)) => Err(io(source)),
     }
 }
 

@@ -84,3 +84,20 @@ fn a_restart_replays_what_was_spooled_and_skips_a_torn_tail() {
     assert_eq!(corrupt, (torn.len() / 2) as u64);
     assert!(spool.is_empty());
 }
+
+#[test]
+fn a_second_process_cannot_open_a_spool_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+    first.append(b"{\"n\":1}\n").unwrap();
+    // The lock is per open file, so a second open in this process stands for another one.
+    let refused = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap_err();
+    assert!(matches!(refused, SpoolError::Locked { .. }), "{refused:?}");
+    assert!(
+        refused.to_string().contains("events.spool_dir"),
+        "{refused}"
+    );
+    drop(first);
+    let mut next = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+    assert_eq!(payloads(&mut next), [b"{\"n\":1}\n".to_vec()]);
+}
