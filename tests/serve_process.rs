@@ -1,6 +1,6 @@
 //! The `mailtrack serve` binary as an operator runs it: config errors (and a spool folder
-//! another process holds) exit 64 before binding, SIGTERM under load drains and exits 0 with every answered click's event
-//! in the file sink, SIGHUP reloads the certificates.
+//! another process holds) exit 64 before binding, SIGTERM under load drains and exits 0
+//! with every answered click's event in the file sink, SIGHUP reloads the certificates.
 
 mod common;
 

@@ -2,8 +2,9 @@
 //! spool stores in one frame.
 //!
 //! Each event is serialised once, where it happens (an [`EncodedEvent`]); a batch only puts
-//! the lines side by side. The file and stdout sinks and the spool write the lines as they are; the Redis sink sends each line as one stream entry, with
-//! the event type and message id beside it for consumers that filter without parsing.
+//! the lines side by side. The file and stdout sinks and the spool write the lines as they
+//! are; the Redis sink sends each line as one stream entry, with the event type and message
+//! id beside it for consumers that filter without parsing.
 
 use std::ops::Range;
 

@@ -101,7 +101,7 @@ impl EventPipeline {
 
 impl EventPipeline {
     /// Replays what the spool holds into the sink and stops, for `mailtrack events replay`
-    /// (after a crash, with `serve` stopped: the spool folder is locked while a process has it open).
+    /// (after a crash, with `serve` stopped: a process holds the spool folder locked).
     /// Returns the final counters: `spool_bytes` is 0 when everything was delivered.
     pub async fn replay_spool(config: &EventsConfig) -> Result<StatsSnapshot, PipelineError> {
         let (queue, pipeline) = EventPipeline::start(config)?;
