@@ -170,8 +170,10 @@ impl RedisSink {
     }
 }
 
-/// How many connections a single server's batches are spread over. Four reached 0.77–0.85
-/// of `redis-benchmark -c 50 -P 64` in `cargo bench --bench events`; one, 0.70–0.72.
+/// How many connections a single server's batches are spread over. In `cargo bench --bench
+/// events`, interleaved runs of the two builds gave 0.77–0.85 of `redis-benchmark -c 50 -P
+/// 64` with four and 0.70–0.72 with one; separate runs through a busy day, 0.61–0.84 with
+/// four.
 pub const REDIS_CONNECTIONS: usize = 4;
 
 /// The most `XADD`s in one pipeline: a batch of the default 512 events is one pipeline on
