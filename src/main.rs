@@ -89,8 +89,8 @@ enum Command {
         request_target: String,
     },
     /// Run the tracking proxy: answer clicks and opens on `[server]`'s addresses until
-    /// SIGTERM or SIGINT, then drain. SIGHUP reloads the certificates. Events are written to
-    /// standard output as JSON lines.
+    /// SIGTERM or SIGINT, then drain. SIGHUP reloads the certificates. Events go to
+    /// `[events]`'s sink: a JSONL file by default, a Redis stream, or standard output.
     Serve,
     /// Work with events: tail the Redis stream as a consumer, or replay the spool.
     Events {
