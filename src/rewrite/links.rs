@@ -1,7 +1,7 @@
 //! What happens to one `<a>` or `<area>` start tag: its `ses:` attributes are removed, and its
 //! href is either replaced by a tracked link or left as it is, and reported either way.
 
-use lol_html::html_content::Element;
+use lol_html::html_content::{Comment, Element};
 
 use super::href::{classify, decode_entities, Trackable};
 use super::report::{SkipReason, SkippedLink, TrackedLink};
@@ -88,6 +88,25 @@ impl LinkTracker {
         }
     }
 
+    /// Reports the hrefs inside an Outlook conditional comment (`<!--[if mso]>…<![endif]-->`),
+    /// left as they are: only Outlook shows them, and the comment is written out unchanged.
+    pub(crate) fn conditional_comment(&mut self, comment: &Comment<'_>) {
+        let text = comment.text();
+        if !is_conditional(&text) {
+            return;
+        }
+        let source = comment.source_location().bytes();
+        for raw_href in hrefs_in(&text) {
+            self.skipped.push(SkippedLink {
+                index: self.seen,
+                url: decode_entities(raw_href).into_owned(),
+                reason: SkipReason::ConditionalComment,
+                source: source.clone(),
+            });
+            self.seen += 1;
+        }
+    }
+
     /// Whether a link is tracked: its target and tags, or why not.
     ///
     /// `ses:no-track` is checked first, so a sender's explicit choice is reported as such. The
@@ -111,5 +130,87 @@ impl LinkTracker {
             return Err(SkipReason::OverLimit(self.max_links));
         }
         Ok((target, tags))
+    }
+}
+
+/// Whether a comment's text opens an Outlook conditional block: `[if mso]>…`, `[if gte mso
+/// 9]>…`. (The `<!--[if !mso]><!-->` form hides nothing: its links are ordinary markup.)
+fn is_conditional(text: &str) -> bool {
+    let text = text.trim_start();
+    text.len() >= 3 && text.as_bytes()[..3].eq_ignore_ascii_case(b"[if") && text.contains('>')
+}
+
+/// The raw values of the `href` attributes in a fragment of markup: quoted with `"` or `'`,
+/// or unquoted up to whitespace or `>`. A name only counts as `href` where an attribute name
+/// can start (after whitespace), so `data-href` does not.
+fn hrefs_in(markup: &str) -> Vec<&str> {
+    let bytes = markup.as_bytes();
+    let mut hrefs = Vec::new();
+    let mut at = 0;
+    while let Some(found) = find_ignoring_case(&bytes[at..], b"href") {
+        let start = at + found;
+        at = start + 4;
+        if start == 0 || !bytes[start - 1].is_ascii_whitespace() {
+            continue;
+        }
+        let mut i = at;
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b'=') {
+            continue;
+        }
+        i += 1;
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        let (value_start, value_end) = match bytes.get(i) {
+            Some(&quote @ (b'"' | b'\'')) => {
+                let Some(len) = bytes[i + 1..].iter().position(|&b| b == quote) else {
+                    break;
+                };
+                (i + 1, i + 1 + len)
+            }
+            Some(_) => {
+                let len = bytes[i..]
+                    .iter()
+                    .position(|&b| b.is_ascii_whitespace() || b == b'>')
+                    .unwrap_or(bytes.len() - i);
+                (i, i + len)
+            }
+            None => break,
+        };
+        // Both ends are at ASCII bytes (or the end), so they are character boundaries.
+        hrefs.push(&markup[value_start..value_end]);
+        at = value_end;
+    }
+    hrefs
+}
+
+fn find_ignoring_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hrefs_are_found_in_any_quoting_and_only_as_attribute_names() {
+        let markup = r#"<v:roundrect HREF="https://a.example/1" data-href="x"><a href = 'https://a.example/2'>
+            <area href=https://a.example/3>href=nothing <a href>"#;
+        assert_eq!(
+            hrefs_in(markup),
+            [
+                "https://a.example/1",
+                "https://a.example/2",
+                "https://a.example/3"
+            ]
+        );
+        assert!(is_conditional(" [if gte mso 9]><v:rect/><![endif]"));
+        assert!(is_conditional("[IF mso]>"));
+        assert!(!is_conditional(" a note about [if mso] "));
     }
 }

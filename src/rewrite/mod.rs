@@ -11,7 +11,9 @@
 //!   relative and `#fragment` links, empty hrefs, template placeholders (`{{…}}`, `{%…%}`,
 //!   `*|…|*`, `%%…%%`, `[[…]]`), links with `ses:no-track`, links with malformed `ses:tags`,
 //!   and links past [`RewriteOptions::max_links`]. Links inside comments, `<script>`,
-//!   `<style>` and `<textarea>` are not links to a browser and are not touched.
+//!   `<style>` and `<textarea>` are not links to a browser and are not touched; but those in
+//!   Outlook's conditional comments (`<!--[if mso]>…<![endif]-->`, where VML buttons live)
+//!   are links to Outlook, and are reported ([`SkipReason::ConditionalComment`]).
 //! - **Unchanged:** every byte outside the rewritten start tags and the added pixel. lol_html
 //!   writes every token it is not asked to modify exactly as it read it; the rewriter only
 //!   modifies the start tags of links (to set the href or drop `ses:` attributes), the text

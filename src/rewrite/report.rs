@@ -43,14 +43,16 @@ pub struct TrackedLink {
 /// A link left as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SkippedLink {
-    /// The link's position among the message's `<a href>` and `<area href>`, from 0.
+    /// The link's position among the message's `<a href>` and `<area href>` (and the
+    /// hrefs inside Outlook conditional comments), from 0.
     pub index: usize,
     /// The href with its entities decoded.
     pub url: String,
     /// Why it is not tracked.
     #[serde(flatten)]
     pub reason: SkipReason,
-    /// The byte range of the link's start tag in the input.
+    /// The byte range of the link's start tag in the input (for a link in a conditional
+    /// comment, of the whole comment).
     pub source: Range<usize>,
 }
 
@@ -85,6 +87,10 @@ pub enum SkipReason {
     InvalidTags(String),
     /// The message already has the most tracked links allowed (the limit is the detail).
     OverLimit(usize),
+    /// Inside an Outlook conditional comment (`<!--[if mso]>…<![endif]-->`), such as a VML
+    /// button: only Outlook renders it, and the rewriter does not rewrite inside comments.
+    /// Give the button an ordinary link for the others, or track it by hand.
+    ConditionalComment,
 }
 
 impl fmt::Display for SkipReason {
@@ -107,6 +113,10 @@ impl fmt::Display for SkipReason {
             SkipReason::OverLimit(limit) => {
                 write!(f, "over the limit of {limit} tracked links per message")
             }
+            SkipReason::ConditionalComment => write!(
+                f,
+                "inside an Outlook conditional comment, which is not rewritten"
+            ),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::rc::Rc;
 
 use lol_html::html_content::{ContentType, DocumentEnd, Element, TextChunk, TextType};
-use lol_html::{doc_text, element, end, HtmlRewriter, OutputSink, Settings};
+use lol_html::{doc_comments, doc_text, element, end, HtmlRewriter, OutputSink, Settings};
 
 use super::links::LinkTracker;
 use super::pixel::{pixel_html, MarkerScanner};
@@ -163,13 +163,15 @@ impl<W: Write> Rewriter<W> {
     }
 }
 
-/// lol_html's settings: a handler for links, one for `<body>`, one for text (the marker, when
-/// `find_marker`) and one for the end of the document (the pixel's last resort).
+/// lol_html's settings: a handler for links, one for `<body>`, one for comments (to report
+/// links in Outlook's conditional comments), one for text (the marker, when `find_marker`)
+/// and one for the end of the document (the pixel's last resort).
 ///
 /// `strict` stays on, lol_html's default: markup whose parse lol_html cannot be sure of is an
 /// error rather than a guess that might rewrite a link inside a script.
 fn settings(state: &Rc<RefCell<State>>, find_marker: bool) -> Settings<'static, 'static> {
-    let (links, body, text, doc_end) = (
+    let (links, comments, body, text, doc_end) = (
+        Rc::clone(state),
         Rc::clone(state),
         Rc::clone(state),
         Rc::clone(state),
@@ -182,6 +184,10 @@ fn settings(state: &Rc<RefCell<State>>, find_marker: bool) -> Settings<'static, 
         }))
         .append_element_content_handler(element!("body", move |el| {
             on_body(&body, el);
+            Ok(())
+        }))
+        .append_document_content_handler(doc_comments!(move |comment| {
+            comments.borrow_mut().links.conditional_comment(comment);
             Ok(())
         }))
         .append_document_content_handler(end!(move |end| {

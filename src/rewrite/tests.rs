@@ -233,10 +233,50 @@ fn script_style_textarea_title_and_comments_are_untouched() {
     let html = format!("<html><head></head><body>{}</body></html>", inner.concat());
     let out = rewrite(&html);
     assert_eq!(out.report.tracked, []);
-    assert_eq!(out.report.skipped, []);
+    // Only the link in Outlook's conditional comment is reported: Outlook shows it.
+    let [mso] = &out.report.skipped[..] else {
+        panic!("{:?}", out.report.skipped)
+    };
+    assert_eq!(mso.url, "https://a.example/mso");
+    assert_eq!(mso.reason, SkipReason::ConditionalComment);
+    assert_eq!(&html[mso.source.clone()], inner[5]);
     assert_eq!(
         out.html,
         html.replace("</body>", &format!("{}</body>", pixel()))
+    );
+}
+
+#[test]
+fn an_outlook_vml_button_is_reported_and_its_html_twin_tracked() {
+    // The "bulletproof button": VML for Outlook, an ordinary link for everyone else.
+    let vml = "<!--[if mso]><v:roundrect xmlns:v=\"urn:schemas-microsoft-com:vml\" \
+               href=\"https://a.example/buy?a=1&amp;b=2\" style=\"height:40px\"><w:anchorlock/>\
+               <center>Buy</center></v:roundrect><![endif]-->";
+    let html = format!(
+        "<body>{vml}<!--[if !mso]><!--><a href=\"https://a.example/buy\">Buy</a><!--<![endif]--></body>"
+    );
+    let out = rewrite(&html);
+    let [button] = &out.report.skipped[..] else {
+        panic!("{:?}", out.report)
+    };
+    assert_eq!(
+        (button.index, button.url.as_str()),
+        (0, "https://a.example/buy?a=1&b=2")
+    );
+    assert_eq!(
+        button.reason.to_string(),
+        "inside an Outlook conditional comment, which is not rewritten"
+    );
+    let [link] = &out.report.tracked[..] else {
+        panic!("{:?}", out.report)
+    };
+    assert_eq!(
+        (link.index, link.url.as_str()),
+        (1, "https://a.example/buy")
+    );
+    assert!(
+        out.html.starts_with(&format!("<body>{vml}")),
+        "the comment is unchanged"
     );
 }
 
