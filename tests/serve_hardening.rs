@@ -48,19 +48,42 @@ async fn time_to_close(
 async fn slow_loris(addr: SocketAddr) -> Option<Duration> {
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.ok()?;
-    let head = b"GET /healthz HTTP/1.1\r\nHost: track.example.com\r\nX-Slow: ".iter();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: track.example.com\r\nX-Slow: ";
+    let every = Duration::from_secs(1);
+    trickle(&mut stream, head, every, started, HEADER_READ_TIMEOUT * 4).await
+}
+
+/// Writes `head`, then `a`s, one byte `every` so long, until the server closes, resets or
+/// answers; returns when that was, from `started`, or `None` past `limit`.
+async fn trickle(
+    stream: &mut TcpStream,
+    head: &[u8],
+    every: Duration,
+    started: Instant,
+    limit: Duration,
+) -> Option<Duration> {
     let mut buf = [0u8; 64];
-    for byte in head.chain(std::iter::repeat(&b'a')) {
+    for byte in head.iter().chain(std::iter::repeat(&b'a')) {
         if stream.write_all(&[*byte]).await.is_err() {
             return Some(started.elapsed());
         }
-        match timeout(Duration::from_secs(1), stream.read(&mut buf)).await {
+        match timeout(every, stream.read(&mut buf)).await {
             Ok(_) => return Some(started.elapsed()), // closed, reset, or answered 408
-            Err(_) if started.elapsed() > HEADER_READ_TIMEOUT * 4 => return None,
+            Err(_) if started.elapsed() > limit => return None,
             Err(_) => {}
         }
     }
     None
+}
+
+/// A keep-alive connection that has sent one request, its answer not read.
+async fn after_one_request(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    stream
 }
 
 /// The median time for a fresh connection to get `/healthz`.
@@ -140,11 +163,7 @@ async fn silent_and_idle_connections_are_closed() {
 
     // Idle after one request on HTTP/1.1 keep-alive.
     let started = Instant::now();
-    let mut stream = TcpStream::connect(server.http.unwrap()).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = after_one_request(server.http.unwrap()).await;
     let closed = time_to_close(&mut stream, started, limit)
         .await
         .expect("closed");
@@ -159,31 +178,15 @@ async fn silent_and_idle_connections_are_closed() {
     // A next request whose head trickles in a byte every half second: cut off at the same
     // deadline.
     let started = Instant::now();
-    let mut stream = TcpStream::connect(server.http.unwrap()).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = after_one_request(server.http.unwrap()).await;
     let mut buf = [0u8; 1024];
     let n = stream.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    let mut closed = None;
-    let head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ".iter();
-    for byte in head.chain(std::iter::repeat(&b'a')) {
-        if stream.write_all(&[*byte]).await.is_err() {
-            closed = Some(started.elapsed());
-            break;
-        }
-        match timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-            Ok(_) => {
-                closed = Some(started.elapsed()); // closed, reset, or answered
-                break;
-            }
-            Err(_) if started.elapsed() > limit => break,
-            Err(_) => {}
-        }
-    }
-    let closed = closed.expect("a trickling head is cut off");
+    let head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    let every = Duration::from_millis(500);
+    let closed = trickle(&mut stream, head, every, started, limit)
+        .await
+        .expect("a trickling head is cut off");
     eprintln!("trickling second request cut off after {closed:?}");
     assert!(
         closed >= IDLE_TIMEOUT && closed < IDLE_TIMEOUT * 2,

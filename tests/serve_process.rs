@@ -74,6 +74,17 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
+/// Runs `mailtrack serve` with `config` to its end; returns its exit code and standard error.
+fn serve_to_exit(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
 /// Waits for the process to exit, at most `limit`.
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
@@ -104,13 +115,8 @@ fn bad_configs_exit_64_naming_the_key_before_binding() {
     ];
     for (body, expected) in cases {
         let config = write_config(dir.path(), &body);
-        let out = Command::new(BINARY)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{body}: {stderr}");
+        let (code, stderr) = serve_to_exit(&config);
+        assert_eq!(code, Some(64), "{body}: {stderr}");
         assert!(
             stderr.contains(&format!("config {}", config.display())),
             "{stderr}"
@@ -129,13 +135,8 @@ fn a_second_serve_on_the_same_spool_folder_exits_64_before_binding() {
         "[server]\nhttp = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n",
     );
     let mut first = spawn_serve(&config, 1);
-    let out = Command::new(BINARY)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let (code, stderr) = serve_to_exit(&config);
+    assert_eq!(code, Some(64), "{stderr}");
     assert!(
         stderr.contains("another process is using this folder") && stderr.contains("spool_dir"),
         "{stderr}"
