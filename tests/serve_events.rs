@@ -6,17 +6,13 @@ mod common;
 mod support_redis;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{click, try_send, Proto};
+use common::{click, try_send, Proto, ServeProcess};
 use support_redis::{stream_entries, RedisServer};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_mailtrack");
 const STREAM: &str = "mailtrack:events";
 
 /// A config in `dir` with the fixed test ring, plain HTTP on port 0 and the Redis sink.
@@ -31,45 +27,6 @@ fn write_config(dir: &Path, redis: &RedisServer, durability: &str) -> PathBuf {
     );
     std::fs::write(&config, body).unwrap();
     config
-}
-
-/// A spawned `mailtrack serve`, killed if a test fails before it stops it.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // Already gone when the test stopped it; otherwise this is the cleanup.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `mailtrack serve` and returns it with its address, read from its JSON log.
-fn spawn_serve(config: &Path) -> (Serve, SocketAddr) {
-    let mut serve = Serve(
-        Command::new(BINARY)
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = serve.0.stderr.take().unwrap();
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // The test may have stopped listening; the log still has to be read.
-            let _ = lines.send(line);
-        }
-    });
-    loop {
-        let line = received.recv_timeout(Duration::from_secs(20)).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if json["message"] == "listening" {
-            return (serve, json["addr"].as_str().unwrap().parse().unwrap());
-        }
-    }
 }
 
 /// One answered click: its message id, and how long the redirect took.
@@ -129,15 +86,9 @@ fn percentile(latencies: &mut [Duration], p: f64) -> Duration {
     latencies[index]
 }
 
-fn sigterm(serve: &mut Serve) {
-    let child = &mut serve.0;
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+fn sigterm(serve: &mut ServeProcess) {
+    serve.signal("-TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(30)).code(), Some(0));
 }
 
 #[test]
@@ -145,7 +96,8 @@ fn redis_killed_under_load_loses_no_event_and_slows_no_redirect() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = RedisServer::start_with_aof();
     let config = write_config(dir.path(), &redis, "batch");
-    let (mut serve, addr) = spawn_serve(&config);
+    let mut serve = ServeProcess::spawn(&config, 1);
+    let addr = serve.addr();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     let start = Instant::now();
@@ -206,7 +158,8 @@ fn sync_durability_survives_kill_9_of_mailtrack() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = RedisServer::start_with_aof();
     let config = write_config(dir.path(), &redis, "sync");
-    let (mut serve, addr) = spawn_serve(&config);
+    let mut serve = ServeProcess::spawn(&config, 1);
+    let addr = serve.addr();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     // Redis goes down part way, so some answered events sit only in the spool when mailtrack
@@ -219,8 +172,7 @@ fn sync_durability_survives_kill_9_of_mailtrack() {
     redis.kill9();
     std::thread::sleep(Duration::from_millis(1500));
     // SIGKILL: no drain, no flush; only what was committed before each answer survives.
-    serve.0.kill().unwrap();
-    serve.0.wait().unwrap();
+    serve.kill();
     let answered: Vec<Answered> = runtime.block_on(async {
         let mut all = Vec::new();
         for task in load {
@@ -232,7 +184,7 @@ fn sync_durability_survives_kill_9_of_mailtrack() {
 
     redis.restart();
     let in_stream_before_replay = ids_in_stream(&redis).len();
-    let (mut restarted, _) = spawn_serve(&config);
+    let mut restarted = ServeProcess::spawn(&config, 1);
     let expected: HashSet<&str> = answered.iter().map(|a| a.id.as_str()).collect();
     let missing = wait_for_stream(&redis, &expected, Duration::from_secs(20));
     eprintln!(

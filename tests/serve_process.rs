@@ -4,17 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{click, send, try_send, Proto, TestPki};
+use common::{click, send, try_send, Proto, ServeProcess, TestPki, BINARY};
 use mailtrack::events::Event;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_mailtrack");
 
 /// The same ring as `mailtrack::testing::fixed_ring`, as a file, so links from
 /// `fixed_signer` verify in the spawned server.
@@ -29,51 +25,6 @@ fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
     path
 }
 
-/// A spawned `mailtrack serve`, its addresses read from its JSON log.
-struct Served {
-    child: Child,
-    addrs: Vec<(SocketAddr, bool)>,
-}
-
-fn spawn_serve(config: &Path, listeners: usize) -> Served {
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("serve: {line}");
-            // The test may have stopped listening; the log still has to be read.
-            let _ = lines.send(line);
-        }
-    });
-    let mut addrs = Vec::new();
-    while addrs.len() < listeners {
-        let line = received
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a listening line");
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if json["message"] == "listening" {
-            let addr = json["addr"].as_str().unwrap().parse().unwrap();
-            addrs.push((addr, json["tls"].as_bool().unwrap()));
-        }
-    }
-    Served { child, addrs }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Runs `mailtrack serve` with `config` to its end; returns its exit code and standard error.
 fn serve_to_exit(config: &Path) -> (Option<i32>, String) {
     let out = Command::new(BINARY)
@@ -83,18 +34,6 @@ fn serve_to_exit(config: &Path) -> (Option<i32>, String) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status.code(), stderr)
-}
-
-/// Waits for the process to exit, at most `limit`.
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(started.elapsed() < limit, "still running after {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -134,7 +73,7 @@ fn a_second_serve_on_the_same_spool_folder_exits_64_before_binding() {
         dir.path(),
         "[server]\nhttp = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n",
     );
-    let mut first = spawn_serve(&config, 1);
+    let mut first = ServeProcess::spawn(&config, 1);
     let (code, stderr) = serve_to_exit(&config);
     assert_eq!(code, Some(64), "{stderr}");
     assert!(
@@ -142,8 +81,8 @@ fn a_second_serve_on_the_same_spool_folder_exits_64_before_binding() {
         "{stderr}"
     );
     assert!(!stderr.contains("listening"), "{stderr}");
-    signal(&first.child, "-TERM");
-    assert!(wait_exit(&mut first.child, Duration::from_secs(20)).success());
+    first.signal("-TERM");
+    assert!(first.wait_exit(Duration::from_secs(20)).success());
 }
 
 #[test]
@@ -154,22 +93,22 @@ fn sigterm_under_load_drains_and_writes_every_answered_event() {
         "[server]\nhttp = \"127.0.0.1:0\"\nshutdown_grace = 5\n[log]\nformat = \"json\"\n\
          [events]\nsink = \"file\"\nfile = \"events.jsonl\"\n",
     );
-    let mut served = spawn_serve(&config, 1);
-    let addr = served.addrs[0].0;
+    let mut served = ServeProcess::spawn(&config, 1);
+    let addr = served.addr();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let answered = runtime.block_on(async {
         let load: Vec<_> = (0..8)
             .map(|worker| tokio::spawn(click_until_refused(addr, worker)))
             .collect();
         tokio::time::sleep(Duration::from_millis(700)).await;
-        signal(&served.child, "-TERM");
+        served.signal("-TERM");
         let mut answered = Vec::new();
         for task in load {
             answered.extend(task.await.unwrap());
         }
         answered
     });
-    let status = wait_exit(&mut served.child, Duration::from_secs(10));
+    let status = served.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     let sink = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
     let events: Vec<Event> = sink
@@ -216,7 +155,7 @@ fn sighup_reloads_the_certificate_in_a_running_process() {
             files.key.file_name().unwrap().to_str().unwrap(),
         ),
     );
-    let mut served = spawn_serve(&config, 1);
+    let mut served = ServeProcess::spawn(&config, 1);
     let (addr, tls) = served.addrs[0];
     assert!(tls);
     let client = pki.client("track.example.com");
@@ -231,7 +170,7 @@ fn sighup_reloads_the_certificate_in_a_running_process() {
     };
     assert_eq!(peer(), first);
     let (_, renewed) = pki.leaf("track", &["track.example.com"]);
-    signal(&served.child, "-HUP");
+    served.signal("-HUP");
     let started = Instant::now();
     while peer() != renewed {
         assert!(
@@ -242,12 +181,9 @@ fn sighup_reloads_the_certificate_in_a_running_process() {
     }
     // A broken file: the process keeps running with the certificate it has.
     std::fs::write(&files.key, "not a key").unwrap();
-    signal(&served.child, "-HUP");
+    served.signal("-HUP");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(peer(), renewed);
-    signal(&served.child, "-TERM");
-    assert_eq!(
-        wait_exit(&mut served.child, Duration::from_secs(10)).code(),
-        Some(0)
-    );
+    served.signal("-TERM");
+    assert_eq!(served.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }

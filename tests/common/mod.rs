@@ -3,9 +3,12 @@
 //! request-target exactly as given.
 #![allow(dead_code, unreachable_pub, missing_docs)] // Each test file uses a different part.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -24,6 +27,96 @@ use mailtrack::link::{LinkTags, MessageId};
 use mailtrack::server::{self, CertificateStore, State};
 use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 use mailtrack::Config;
+
+/// The `mailtrack` binary under test.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_mailtrack");
+
+/// A spawned `mailtrack serve` with a JSON log, and the addresses it listens on (with whether
+/// each is TLS), read from that log. Killed when dropped, so that a test that fails before
+/// stopping it does not leave it running after the test run.
+pub struct ServeProcess {
+    child: Child,
+    pub addrs: Vec<(SocketAddr, bool)>,
+}
+
+impl ServeProcess {
+    /// Runs `mailtrack serve --config CONFIG` and waits until it listens on `listeners`
+    /// addresses. Its log lines are copied to standard error, marked `serve:`.
+    pub fn spawn(config: &Path, listeners: usize) -> ServeProcess {
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        // Held from here on, so that a failed wait below still kills the child.
+        let mut served = ServeProcess {
+            child,
+            addrs: Vec::new(),
+        };
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("serve: {line}");
+                // The test may have stopped listening; the log still has to be read.
+                let _ = lines.send(line);
+            }
+        });
+        while served.addrs.len() < listeners {
+            let line = received
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a listening line");
+            let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if json["message"] == "listening" {
+                let addr = json["addr"].as_str().unwrap().parse().unwrap();
+                served.addrs.push((addr, json["tls"].as_bool().unwrap()));
+            }
+        }
+        served
+    }
+
+    /// The first address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0].0
+    }
+
+    /// Sends it a signal with kill(1): `"-TERM"`, `"-HUP"`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for it to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash would, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        // Already gone when the test stopped it; otherwise this is the cleanup.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// A config for tests: plain HTTP on a free port of 127.0.0.1, plus `extra` TOML.
 pub fn config(extra: &str) -> Config {
