@@ -17,7 +17,7 @@
 //! turn from the clients that send whole requests.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
@@ -38,7 +39,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
-use super::routes::{self, Answer};
+use super::routes::{self, Answer, Reply};
 use super::state::{Limits, State};
 
 /// The largest request head accepted, start line and headers together: SES's 8 KiB, which
@@ -275,15 +276,27 @@ struct Respond {
 impl Service<Request<Incoming>> for Respond {
     type Response = Answer;
     type Error = Infallible;
-    /// Boxed: an HTTP/1 connection keeps a slot for this future for its whole life. Boxed,
-    /// the slot is a pointer, and the future's 936 bytes are held only while a request is
-    /// being answered.
-    type Future = Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>;
+    /// Ready at once, but for a `durability = "sync"` answer waiting on its event's commit.
+    /// That wait is boxed, so that the slot an HTTP/1 connection keeps for this future for
+    /// its whole life is no bigger than an answer.
+    type Future = Either<
+        Ready<Result<Answer, Infallible>>,
+        Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>,
+    >;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         self.activity.request_seen();
-        let (state, peer) = (self.state.clone(), self.peer);
-        Box::pin(async move { Ok(routes::respond(&request, peer, &state).await) })
+        let Reply { answer, commit } = routes::respond(&request, self.peer, &self.state);
+        match commit {
+            None => Either::Left(std::future::ready(Ok(answer))),
+            Some(commit) => {
+                let state = self.state.clone();
+                Either::Right(Box::pin(async move {
+                    commit.wait(&state).await;
+                    Ok(answer)
+                }))
+            }
+        }
     }
 }
 

@@ -9,6 +9,10 @@
 //!
 //! Links are decoded from the raw request-target exactly as received: hyper keeps the path
 //! and query as bytes and decodes no `%`-escapes.
+//!
+//! Every answer is made at once, with nothing awaited, so that a connection answers from a
+//! ready future rather than a boxed state machine per request. The one wait is a
+//! `durability = "sync"` answer's, for its event's group commit ([`PendingCommit`]).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -21,8 +25,8 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::config::{Durability, UnverifiedPolicy};
-use crate::events::{CommitError, EncodedEvent, QueueError, RequestFacts};
-use crate::link::{decode, Decoded, LinkKind, VerifiedLink};
+use crate::events::{Commit, CommitError, EncodedEvent, QueueError, RequestFacts};
+use crate::link::{decode, Decoded, LinkKind, MessageId, VerifiedLink};
 
 use super::client_ip::LoggedIp;
 use super::interstitial::{self, PAGE_HEADERS};
@@ -41,14 +45,42 @@ pub type Answer = Response<Full<Bytes>>;
 /// The longest `User-Agent` kept in an event; longer ones are cut (at a character boundary).
 const MAX_USER_AGENT: usize = 1024;
 
-/// Answers `request` from `peer`, and counts the answer.
-///
-/// It waits on nothing but, with `durability = "sync"`, the group commit of the event a
-/// verified link records.
-pub async fn respond<B>(request: &Request<B>, peer: IpAddr, state: &State) -> Answer {
+/// What a request gets: its answer, built at once, and with `durability = "sync"` the
+/// group commit of the event it recorded, which the answer must wait for.
+pub struct Reply {
+    /// The answer, counted and logged already.
+    pub answer: Answer,
+    /// The commit to wait for before the answer goes out: see [`PendingCommit::wait`].
+    pub commit: Option<PendingCommit>,
+}
+
+/// A recorded event's group commit, which a `durability = "sync"` answer waits for.
+#[derive(Debug)]
+pub struct PendingCommit {
+    commit: Commit,
+    message_id: MessageId,
+}
+
+impl PendingCommit {
+    /// Waits until the event is in the sink or fsynced to the spool; an event the writer
+    /// could not commit is counted and logged, and the answer goes out all the same.
+    pub async fn wait(self, state: &State) {
+        let dropped = match self.commit.await {
+            Ok(()) => return,
+            // The pipeline counted it (a full spool) and logged it; the metrics read its count.
+            Err(CommitError::Dropped) => return,
+            Err(CommitError::WriterGone) => "closed",
+        };
+        event_dropped(state.shared(), dropped, &self.message_id);
+    }
+}
+
+/// Answers `request` from `peer`, and counts the answer. Nothing here waits: an answer that
+/// must wait for its event's commit says so in [`Reply::commit`].
+pub fn respond<B>(request: &Request<B>, peer: IpAddr, state: &State) -> Reply {
     let shared = state.shared();
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let (route, mut answer) = route(request, target, peer, shared).await;
+    let (route, mut answer, commit) = route(request, target, peer, shared);
     if request.method() == Method::HEAD {
         without_body(&mut answer);
     }
@@ -59,15 +91,15 @@ pub async fn respond<B>(request: &Request<B>, peer: IpAddr, state: &State) -> An
         client = %LoggedIp::new(peer, shared.full_client_ip),
         "answered"
     );
-    answer
+    Reply { answer, commit }
 }
 
-async fn route<B>(
+fn route<B>(
     request: &Request<B>,
     target: &str,
     peer: IpAddr,
     shared: &Shared,
-) -> (&'static str, Answer) {
+) -> (&'static str, Answer, Option<PendingCommit>) {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut answer = page(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -76,69 +108,97 @@ async fn route<B>(
         answer
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return ("other", answer);
+        return ("other", answer, None);
     }
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     match path {
-        "/healthz" => return ("healthz", text(StatusCode::OK, "ok\n")),
-        "/readyz" if is_ready(shared) => return ("readyz", text(StatusCode::OK, "ready\n")),
+        "/healthz" => return ("healthz", text(StatusCode::OK, "ok\n"), None),
+        "/readyz" if is_ready(shared) => return ("readyz", text(StatusCode::OK, "ready\n"), None),
         "/readyz" => {
-            return (
-                "readyz",
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "event queue not accepting\n",
-                ),
-            )
+            let answer = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "event queue not accepting\n",
+            );
+            return ("readyz", answer, None);
         }
-        "/metrics" => return ("metrics", metrics(shared)),
+        "/metrics" => return ("metrics", metrics(shared), None),
         _ => {}
     }
     match LinkKind::split_route(target) {
-        Some((LinkKind::Click, _)) => ("click", click(request, target, peer, shared).await),
-        Some((LinkKind::Open, _)) => ("open", open(request, target, peer, shared).await),
+        Some((LinkKind::Click, _)) => {
+            let (answer, commit) = click(request, target, peer, shared);
+            ("click", answer, commit)
+        }
+        Some((LinkKind::Open, _)) => {
+            let (answer, commit) = open(request, target, peer, shared);
+            ("open", answer, commit)
+        }
         None => (
             "other",
             page(StatusCode::NOT_FOUND, interstitial::not_found_page()),
+            None,
         ),
     }
 }
 
-async fn click<B>(request: &Request<B>, target: &str, peer: IpAddr, shared: &Shared) -> Answer {
+fn click<B>(
+    request: &Request<B>,
+    target: &str,
+    peer: IpAddr,
+    shared: &Shared,
+) -> (Answer, Option<PendingCommit>) {
     match decode(target, &shared.ring) {
         Decoded::Verified(link) => match HeaderValue::from_str(&link.target) {
             Ok(location) => {
-                record(request, &link, peer, shared).await;
+                let commit = record(request, link, peer, shared);
                 let mut answer = empty(StatusCode::FOUND);
                 answer.headers_mut().insert(header::LOCATION, location);
-                answer
+                (answer, commit)
             }
             // The decoder hands out targets in the link alphabet, which is always a valid
             // header value; should that ever not hold, refuse rather than fail.
-            Err(_) => page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
+            Err(_) => (
+                page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
+                None,
+            ),
         },
         Decoded::Unverified(link) => {
             shared.metrics.unverified(link.reason.as_str());
-            match (shared.unverified, link.target) {
+            let answer = match (shared.unverified, link.target) {
                 (UnverifiedPolicy::Interstitial, Some(target)) => {
                     page(StatusCode::OK, interstitial::interstitial_page(&target))
                 }
                 _ => page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
-            }
+            };
+            (answer, None)
         }
         Decoded::Invalid(reason) => {
             shared.metrics.unverified(reason.as_str());
-            page(StatusCode::BAD_REQUEST, interstitial::bad_request_page())
+            (
+                page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
+                None,
+            )
         }
     }
 }
 
-async fn open<B>(request: &Request<B>, target: &str, peer: IpAddr, shared: &Shared) -> Answer {
-    match decode(target, &shared.ring) {
-        Decoded::Verified(link) => record(request, &link, peer, shared).await,
-        Decoded::Unverified(link) => shared.metrics.unverified(link.reason.as_str()),
-        Decoded::Invalid(reason) => shared.metrics.unverified(reason.as_str()),
-    }
+fn open<B>(
+    request: &Request<B>,
+    target: &str,
+    peer: IpAddr,
+    shared: &Shared,
+) -> (Answer, Option<PendingCommit>) {
+    let commit = match decode(target, &shared.ring) {
+        Decoded::Verified(link) => record(request, link, peer, shared),
+        Decoded::Unverified(link) => {
+            shared.metrics.unverified(link.reason.as_str());
+            None
+        }
+        Decoded::Invalid(reason) => {
+            shared.metrics.unverified(reason.as_str());
+            None
+        }
+    };
     let mut answer = Response::new(Full::new(Bytes::from_static(PIXEL_GIF)));
     let headers = answer.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
@@ -146,13 +206,18 @@ async fn open<B>(request: &Request<B>, target: &str, peer: IpAddr, shared: &Shar
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-store, private"),
     );
-    answer
+    (answer, commit)
 }
 
-/// Builds the event for a verified link and offers it to the queue. With `durability =
-/// "batch"` it never waits; with `"sync"` it waits for the batch's group commit, so the
-/// answer goes out only once the event is in the sink or fsynced to the spool.
-async fn record<B>(request: &Request<B>, link: &VerifiedLink, peer: IpAddr, shared: &Shared) {
+/// Builds the event for a verified link and offers it to the queue, without waiting. With
+/// `durability = "sync"` it returns the batch's group commit, for the answer to wait on, so
+/// that the answer goes out only once the event is in the sink or fsynced to the spool.
+fn record<B>(
+    request: &Request<B>,
+    link: VerifiedLink,
+    peer: IpAddr,
+    shared: &Shared,
+) -> Option<PendingCommit> {
     shared.metrics.repair(link.repair_label());
     let client_ip = shared.client_ip.client_ip(peer, request.headers());
     let user_agent = header_text(request, header::USER_AGENT);
@@ -163,28 +228,31 @@ async fn record<B>(request: &Request<B>, link: &VerifiedLink, peer: IpAddr, shar
         method: request.method().as_str(),
         received: SystemTime::now(),
     };
-    let event = EncodedEvent::new(link, &facts);
+    let event = EncodedEvent::new(&link, &facts);
     let offered = match shared.durability {
         Durability::Batch => shared.events.offer(event).map(|()| None),
         Durability::Sync => shared.events.offer_durable(event).map(Some),
     };
-    let dropped = match offered {
-        Ok(None) => return,
-        Ok(Some(commit)) => match commit.await {
-            Ok(()) => return,
-            // The pipeline counted it (a full spool) and logged it; the metrics read its count.
-            Err(CommitError::Dropped) => return,
-            Err(CommitError::WriterGone) => "closed",
-        },
-        Err(QueueError::Full) => "full",
-        Err(QueueError::Closed) => "closed",
-    };
-    shared.metrics.event_dropped(dropped);
-    tracing::warn!(
-        reason = dropped,
-        message_id = link.message_id.as_str(),
-        "event dropped"
-    );
+    match offered {
+        Ok(commit) => commit.map(|commit| PendingCommit {
+            commit,
+            message_id: link.message_id,
+        }),
+        Err(error) => {
+            let reason = match error {
+                QueueError::Full => "full",
+                QueueError::Closed => "closed",
+            };
+            event_dropped(shared, reason, &link.message_id);
+            None
+        }
+    }
+}
+
+/// Counts and logs an event that did not reach the queue or the sink.
+fn event_dropped(shared: &Shared, reason: &'static str, message_id: &MessageId) {
+    shared.metrics.event_dropped(reason);
+    tracing::warn!(reason, message_id = message_id.as_str(), "event dropped");
 }
 
 /// Ready when the event queue takes events and, behind a pipeline, the sink is up or the
