@@ -51,6 +51,10 @@ fn bad_configs_exit_64_naming_the_key_before_binding() {
         ),
         (format!("[server]\nhttps = \"127.0.0.1:{port}\"\n"), "server.https: needs at least one"),
         ("[log]\nformat = \"xml\"\n".to_owned(), "log.format"),
+        (
+            format!("[server]\nhttp = \"127.0.0.1:{port}\"\n[events]\nsink = \"redis\"\nredis_url = \"http://user:secret@127.0.0.1/\"\n"),
+            "events.redis_url: not a usable Redis URL (scheme \"http\")",
+        ),
     ];
     for (body, expected) in cases {
         let config = write_config(dir.path(), &body);
@@ -62,6 +66,10 @@ fn bad_configs_exit_64_naming_the_key_before_binding() {
         );
         assert!(stderr.contains(expected), "{expected} in {stderr}");
         assert!(!stderr.contains("listening"), "{stderr}");
+        assert!(
+            !stderr.contains("secret"),
+            "a password is never printed: {stderr}"
+        );
     }
     drop(held);
 }
