@@ -285,15 +285,18 @@ impl Service<Request<Incoming>> for Respond {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         self.activity.request_seen();
         let Reply { answer, commit } = routes::respond(&request, self.peer, &self.state);
+        // Held until the answer is taken: see `Answered`.
+        let uri = request.into_parts().0.uri;
         match commit {
             None => Either::Left(Answered {
                 answer: Some(answer),
-                _uri: request.into_parts().0.uri,
+                _uri: uri,
             }),
             Some(commit) => {
                 let state = self.state.clone();
                 Either::Right(Box::pin(async move {
                     commit.wait(&state).await;
+                    drop(uri);
                     Ok(answer)
                 }))
             }
