@@ -40,8 +40,9 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Runs `mailtrack serve --config CONFIG` and waits until it listens on `listeners`
-    /// addresses. Its log lines are copied to standard error, marked `serve:`.
+    /// Runs `mailtrack serve --config CONFIG`, whose `[log] format` must be `json`, and waits
+    /// until it listens on `listeners` addresses. Its log lines are copied to standard error,
+    /// marked `serve:`.
     pub fn spawn(config: &Path, listeners: usize) -> ServeProcess {
         let mut child = Command::new(BINARY)
             .args(["serve", "--config"])
@@ -68,7 +69,9 @@ impl ServeProcess {
             let line = received
                 .recv_timeout(Duration::from_secs(20))
                 .expect("a listening line");
-            let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            // Every config spawned here logs JSON; a line that is not is a failure to see.
+            let json: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("serve logs JSON lines, not {line:?}: {e}"));
             if json["message"] == "listening" {
                 let addr = json["addr"].as_str().unwrap().parse().unwrap();
                 served.addrs.push((addr, json["tls"].as_bool().unwrap()));
