@@ -313,7 +313,7 @@ impl Service<Request<Incoming>> for Respond {
 /// request was written to. A connection that then goes idle holds a buffer no byte was ever
 /// written to, which costs no resident memory: with the URI dropped at once, 10,000 idle
 /// connections held 120 MB, not 78 (`benches/idle_connections.py`).
-pub(crate) struct Answered {
+struct Answered {
     answer: Option<Answer>,
     _uri: hyper::Uri,
 }
