@@ -207,7 +207,6 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Events { command } => {
             let config = config()?;
-            server::logging::init(&config.log);
             let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
             return runtime.block_on(events(command, config));
         }
@@ -226,7 +225,6 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     })?,
                 )),
             };
-            server::logging::init(&config.log);
             let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
             runtime.block_on(serve(config, ring, certificates))?;
         }
@@ -234,9 +232,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads the config, and creates its key ring if it is missing and the config allows it.
+/// Loads the config, sets up logging as it says (so that loading the key ring can warn), and
+/// creates the key ring if it is missing and the config allows it.
 fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
     let config = Config::load(path)?;
+    server::logging::init(&config.log);
     if config.ensure_key_ring()? {
         eprintln!(
             "mailtrack: created {} with one new key (keys.generate_if_missing = true); \

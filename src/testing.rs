@@ -21,7 +21,10 @@ pub fn fixed_ring() -> KeyRing {
 pub fn fixed_ring_toml() -> String {
     let table = |id: u8, state: &str| {
         use base64::Engine as _;
-        let secret = base64::engine::general_purpose::STANDARD.encode([id; 32]);
+        // 32 different bytes, different for every id: a repeated byte is refused as no secret.
+        let bytes: [u8; 32] =
+            std::array::from_fn(|i| id.wrapping_mul(61).wrapping_add(i as u8 * 7));
+        let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
         format!("[[key]]\nid = {id}\nsecret = \"{secret}\"\nstate = \"{state}\"\n")
     };
     format!(

@@ -195,3 +195,45 @@ fn sighup_reloads_the_certificate_in_a_running_process() {
     served.signal("-TERM");
     assert_eq!(served.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }
+
+#[test]
+fn a_key_file_others_can_read_is_warned_of_and_a_zero_secret_exits_64() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // Hold the port, so that serve stops at binding, after it has read the ring.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let config = write_config(
+        dir.path(),
+        &format!("[server]\nhttp = \"127.0.0.1:{port}\"\n"),
+    );
+    let keys = dir.path().join("keys.toml");
+    let warning = "the keys file is readable by its group or others";
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false)] {
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (code, stderr) = serve_to_exit(&config);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("cannot listen"), "{stderr}");
+        assert_eq!(stderr.contains(warning), warned, "{mode:o}: {stderr}");
+        if warned {
+            assert!(stderr.contains(&keys.display().to_string()), "{stderr}");
+            assert!(stderr.contains(&format!("{mode:04o}")), "{stderr}");
+        }
+    }
+    drop(held);
+
+    // 36 zero bytes: long enough, and no secret at all.
+    let zeros = "[[key]]\nid = 3\nsecret = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\nstate = \"active\"\n";
+    std::fs::write(&keys, zeros).unwrap();
+    let config = dir.path().join("mailtrack.toml");
+    let (code, stderr) = serve_to_exit(&config);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "keys file {}: key 3 has a secret of only 1 distinct",
+            keys.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}

@@ -60,6 +60,16 @@ pub const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(2);
 /// is on disk or in the sink within one batch linger of its request.
 pub const DEFAULT_DURABILITY: Durability = Durability::Batch;
 
+/// Events recorded a minute for one (message id, client address) pair, when not configured:
+/// 300. A person opens a message a few times and clicks a few links; a security scanner that
+/// follows every link of a message at once follows at most `max_links` (250), and is still
+/// recorded whole. Past the budget a request is answered as before and its event is not
+/// recorded, so that one holder of one link cannot fill the disk: at 300 a minute, one
+/// address writes at most about 7 KiB of events a second. Apple's and Google's image proxies
+/// share their addresses between many recipients, but each recipient opens a message of
+/// their own, so the pair stays one recipient's.
+pub const DEFAULT_BUDGET_PER_MINUTE: u32 = 300;
+
 /// The biggest spool the config may ask for below which nothing useful fits: one batch.
 const MIN_SPOOL_MAX_BYTES: u64 = 4096;
 
@@ -93,6 +103,10 @@ pub struct EventsConfig {
     pub file: PathBuf,
     /// The size at which the file is rotated.
     pub file_max_bytes: u64,
+    /// How many rotated files are kept, and how many bytes of them; the oldest go first.
+    pub file_retention: RotatedRetention,
+    /// Events recorded a minute for one (message id, client address) pair; 0 means no limit.
+    pub budget_per_minute: u32,
     /// The Redis URL (`redis://`, `rediss://` for TLS; user and password in it for AUTH).
     pub redis_url: Option<String>,
     /// Whether `redis_url` names a seed node of a Redis Cluster.
@@ -119,6 +133,16 @@ pub struct EventsConfig {
     pub durability: Durability,
 }
 
+/// How much of the rotated events files is kept. The default keeps everything: a rotated
+/// file may not have been shipped yet, and deleting it would lose its events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RotatedRetention {
+    /// The most rotated files kept (`events.file_keep_rotated`).
+    pub files: Option<usize>,
+    /// The most bytes of rotated files kept (`events.file_keep_rotated_bytes`).
+    pub bytes: Option<u64>,
+}
+
 /// `[events]` as written.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +150,9 @@ pub(super) struct RawEvents {
     sink: Option<String>,
     file: Option<PathBuf>,
     file_max_bytes: Option<u64>,
+    file_keep_rotated: Option<usize>,
+    file_keep_rotated_bytes: Option<u64>,
+    budget_per_minute: Option<u32>,
     redis_url: Option<String>,
     redis_cluster: Option<bool>,
     stream: Option<String>,
@@ -190,6 +217,11 @@ impl RawEvents {
                     .unwrap_or(Path::new(DEFAULT_EVENTS_FILE)),
             ),
             file_max_bytes: self.file_max_bytes.unwrap_or(DEFAULT_FILE_MAX_BYTES),
+            file_retention: RotatedRetention {
+                files: self.file_keep_rotated,
+                bytes: self.file_keep_rotated_bytes,
+            },
+            budget_per_minute: self.budget_per_minute.unwrap_or(DEFAULT_BUDGET_PER_MINUTE),
             redis_url: self.redis_url,
             redis_cluster: self.redis_cluster.unwrap_or(false),
             stream,
@@ -267,7 +299,25 @@ mod tests {
         assert_eq!(config.file, Path::new("/etc/mailtrack/data/events.jsonl"));
         assert_eq!(config.spool_dir, Path::new("/etc/mailtrack/data/spool"));
         assert_eq!(config.durability, Durability::Batch);
+        assert_eq!(config.budget_per_minute, DEFAULT_BUDGET_PER_MINUTE);
+        assert_eq!(
+            config.file_retention,
+            RotatedRetention::default(),
+            "rotated files are kept for ever unless bounded"
+        );
         assert_eq!(config, EventsConfig::defaults(Path::new("/etc/mailtrack")));
+        let config =
+            parse("file_keep_rotated = 3\nfile_keep_rotated_bytes = 1000\nbudget_per_minute = 0")
+                .unwrap();
+        assert_eq!(
+            config.file_retention,
+            RotatedRetention {
+                files: Some(3),
+                bytes: Some(1000)
+            }
+        );
+        assert_eq!(config.budget_per_minute, 0);
+        assert!(toml::from_str::<RawEvents>("budget_per_minute = -1").is_err());
     }
 
     #[test]

@@ -83,9 +83,16 @@ pub struct UnverifiedLink {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UnverifiedReason {
-    /// The message id, MAC or key id is missing or malformed: typically a `#` that the client
-    /// decoded from `%23`, after which the browser dropped the rest of the link.
+    /// The link has no signature at all, and arrived still encoded: no mail client makes
+    /// that from a link we signed, so it was written by hand.
     NoSignature,
+    /// The link has no signature, and arrived decoded (`https://` where we wrote
+    /// `https:%2F%2F`): a client decoded the path, turning a `%23` into `#`, and the browser
+    /// dropped everything after it, the signature included.
+    CutShort,
+    /// The link ends in something shaped like a signature (`…={kid}`), but its MAC has the
+    /// wrong length, or its message id or version segment is malformed: never one we signed.
+    MalformedSignature,
     /// No candidate target matches the MAC: the link was changed.
     BadMac,
     /// The link names a key id the ring does not have.
@@ -95,10 +102,20 @@ pub enum UnverifiedReason {
 }
 
 impl UnverifiedReason {
+    /// Whether a link that failed this way may still be one we signed, which a mail client
+    /// then changed on its way: its tail is intact and names a key of the ring (only its
+    /// target fails the MAC), or it was cut short at a decoded `#`. Only such a link gets
+    /// the interstitial; any other shape was never signed, and shows nobody a destination.
+    pub fn may_have_been_signed(self) -> bool {
+        matches!(self, UnverifiedReason::BadMac | UnverifiedReason::CutShort)
+    }
+
     /// The label used in metrics and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
             UnverifiedReason::NoSignature => "no_signature",
+            UnverifiedReason::CutShort => "cut_short",
+            UnverifiedReason::MalformedSignature => "malformed_signature",
             UnverifiedReason::BadMac => "bad_mac",
             UnverifiedReason::UnknownKey => "unknown_key",
             UnverifiedReason::RevokedKey => "revoked_key",
@@ -155,8 +172,17 @@ pub fn decode_counting(request_target: &str, ring: &KeyRing, work: &mut DecodeWo
         return Decoded::Invalid(InvalidReason::NotALink);
     };
     let (rest, trimmed_tail) = trim_trailing_junk(rest);
-    let Some((received_target, tail)) = Tail::split(rest, kind) else {
-        return unverified(kind, rest, None, UnverifiedReason::NoSignature);
+    let (received_target, tail) = match Tail::split(rest, kind) {
+        Ok(split) => split,
+        Err(TailError::Malformed) => {
+            return unverified(kind, rest, None, UnverifiedReason::MalformedSignature)
+        }
+        Err(TailError::Absent) if arrived_decoded(rest) => {
+            return unverified(kind, rest, None, UnverifiedReason::CutShort)
+        }
+        Err(TailError::Absent) => {
+            return unverified(kind, rest, None, UnverifiedReason::NoSignature)
+        }
     };
     let key = match ring.get(tail.key_id) {
         None => {
@@ -288,6 +314,26 @@ fn best_effort_destination(received_target: &str) -> Option<String> {
     }
 }
 
+/// Whether a click's target arrived with its `://` decoded: we write `https:%2F%2F…`, so a
+/// literal `//` after the scheme means a client decoded the path on its way.
+fn arrived_decoded(received: &str) -> bool {
+    let bytes = received.as_bytes();
+    ["http://", "https://"].iter().any(|scheme| {
+        bytes.len() >= scheme.len() && bytes[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+    })
+}
+
+/// Why no tail could be peeled off a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TailError {
+    /// The last segment is not shaped like a signature (`{base64url}={digits}`), or there
+    /// are too few segments for one.
+    Absent,
+    /// The last segment is shaped like a signature, but the tail does not read: a MAC of the
+    /// wrong length, a malformed message id or version segment.
+    Malformed,
+}
+
 /// The fields peeled off the right of a link.
 struct Tail {
     message_id: MessageId,
@@ -301,19 +347,21 @@ impl Tail {
     ///
     /// The tail's segments are decoded once before they are read: their canonical form never
     /// holds a `%`, so a proxy's extra escaping (`%3D` for `=`) is undone without ambiguity.
-    fn split(rest: &str, kind: LinkKind) -> Option<(&str, Tail)> {
-        let (before_signature, signature) = rsplit_at_ascii(rest, b'/')?;
-        let (received_target, message_id, version) = match kind {
+    fn split(rest: &str, kind: LinkKind) -> Result<(&str, Tail), TailError> {
+        let (before_signature, signature) = rsplit_at_ascii(rest, b'/').ok_or(TailError::Absent)?;
+        let segments = match kind {
             LinkKind::Click => {
-                let (before_id, message_id) = rsplit_at_ascii(before_signature, b'/')?;
-                let (received_target, version) = rsplit_at_ascii(before_id, b'/')?;
-                (received_target, message_id, Some(version))
+                rsplit_at_ascii(before_signature, b'/').and_then(|(before_id, message_id)| {
+                    let (received_target, version) = rsplit_at_ascii(before_id, b'/')?;
+                    Some((received_target, message_id, Some(version)))
+                })
             }
-            LinkKind::Open => ("", before_signature, None),
+            LinkKind::Open => Some(("", before_signature, None)),
         };
         // One look for a `%` over the whole tail, rather than one per segment: there usually is
         // none, and then every segment reads as it is.
-        let escaped = memchr::memchr(b'%', &rest.as_bytes()[received_target.len()..]).is_some();
+        let tail_start = segments.map_or(before_signature.len(), |(target, ..)| target.len());
+        let escaped = memchr::memchr(b'%', &rest.as_bytes()[tail_start..]).is_some();
         let read = |segment| {
             if escaped {
                 decoded(segment)
@@ -321,20 +369,36 @@ impl Tail {
                 Some(Cow::Borrowed(segment))
             }
         };
+        let signature = read(signature).ok_or(TailError::Absent)?;
+        let (mac, key_id) = rsplit_at_ascii(&signature, b'=').ok_or(TailError::Absent)?;
+        let key_id = parse_key_id(key_id).ok_or(TailError::Absent)?;
+        if mac.is_empty() || !mac.bytes().all(is_base64url) {
+            return Err(TailError::Absent);
+        }
+        // From here on the link claims a signature: whatever does not read is malformed.
+        let malformed = TailError::Malformed;
+        let (received_target, message_id, version) = segments.ok_or(malformed)?;
         let tags = match version {
-            Some(version) => LinkTags::read_version_segment(&read(version)?, FORMAT_VERSION)?,
+            Some(version) => {
+                let version = read(version).ok_or(malformed)?;
+                LinkTags::read_version_segment(&version, FORMAT_VERSION).ok_or(malformed)?
+            }
             None => LinkTags::new(),
         };
-        let signature = read(signature)?;
-        let (mac, key_id) = rsplit_at_ascii(&signature, b'=')?;
+        let message_id = read(message_id).ok_or(malformed)?;
         let tail = Tail {
-            message_id: MessageId::new(&read(message_id)?).ok()?,
+            message_id: MessageId::new(&message_id).map_err(|_| malformed)?,
             tags,
-            mac: decode_mac(mac)?,
-            key_id: parse_key_id(key_id)?,
+            mac: decode_mac(mac).ok_or(malformed)?,
+            key_id,
         };
-        Some((received_target, tail))
+        Ok((received_target, tail))
     }
+}
+
+/// A character of base64url, the MAC's alphabet.
+fn is_base64url(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
 }
 
 /// Splits `text` at the last `byte`, which is ASCII, so both sides are whole characters.

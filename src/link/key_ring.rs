@@ -24,6 +24,12 @@ use serde::Deserialize;
 /// The fewest secret bytes a key may have: HMAC-SHA256's own block of strength.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The fewest distinct byte values a secret may have. 32 random bytes have about 30; a secret
+/// of all zeros, one repeated byte, or a short pattern has a handful, and is a placeholder
+/// somebody forgot to replace. Eight still admits a secret written in hex digits (sixteen
+/// values), which, long enough, is strong.
+pub const MIN_DISTINCT_SECRET_BYTES: usize = 8;
+
 /// The id of a key in the ring, written in decimal at the end of every link.
 pub type KeyId = u32;
 
@@ -116,12 +122,21 @@ struct KeyEntry {
 }
 
 impl KeyRing {
-    /// Reads and validates the key file at `path`.
+    /// Reads and validates the key file at `path`, and logs a warning when the file is
+    /// readable by its group or by others: anyone who reads it can sign links.
     pub fn load(path: &Path) -> Result<KeyRing, KeyRingError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyRingError::Read {
             path: path.to_owned(),
             source,
         })?;
+        if let Some(mode) = shared_mode(path) {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{mode:04o}"),
+                "the keys file is readable by its group or others; anyone who can read it can \
+                 sign links: chmod 600 it"
+            );
+        }
         KeyRing::from_toml(&text, path)
     }
 
@@ -147,6 +162,15 @@ impl KeyRing {
                     entry.id,
                     secret.len(),
                     entry.id
+                )));
+            }
+            let distinct = distinct_bytes(&secret);
+            if distinct < MIN_DISTINCT_SECRET_BYTES {
+                return Err(invalid(format!(
+                    "key {} has a secret of only {distinct} distinct byte values (all zeros, a \
+                     repeated byte or a short pattern), which is no secret; make one with \
+                     `mailtrack keygen --id {}`",
+                    entry.id, entry.id
                 )));
             }
             keys.push(Key {
@@ -193,6 +217,28 @@ impl KeyRing {
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.keys.iter()
     }
+}
+
+/// How many different byte values `secret` holds.
+fn distinct_bytes(secret: &[u8]) -> usize {
+    let mut seen = [false; 256];
+    for &byte in secret {
+        seen[usize::from(byte)] = true;
+    }
+    seen.iter().filter(|&&seen| seen).count()
+}
+
+/// The file's permission bits when its group or others may read it.
+#[cfg(unix)]
+fn shared_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn shared_mode(_path: &Path) -> Option<u32> {
+    None
 }
 
 fn sole_active_key(keys: &[Key]) -> Result<KeyId, String> {
@@ -273,8 +319,13 @@ pub(crate) mod tests {
         KeyRing::from_toml(&text, Path::new("test-keys.toml")).unwrap()
     }
 
+    /// 32 bytes, each different, and different for every id.
+    fn secret(id: u32) -> [u8; 32] {
+        std::array::from_fn(|i| (id as u8).wrapping_mul(61).wrapping_add(i as u8 * 7))
+    }
+
     fn table(id: u32, state: &str) -> String {
-        let secret = STANDARD.encode([id as u8; 32]);
+        let secret = STANDARD.encode(secret(id));
         format!("[[key]]\nid = {id}\nsecret = \"{secret}\"\nstate = \"{state}\"\n")
     }
 
@@ -289,7 +340,7 @@ pub(crate) mod tests {
         assert_eq!(ring.get(1).unwrap().state(), KeyState::Retired);
         assert!(ring.get(4).is_none());
         let debug = format!("{ring:?}");
-        assert!(!debug.contains(&STANDARD.encode([2u8; 32])), "{debug}");
+        assert!(!debug.contains(&STANDARD.encode(secret(2))), "{debug}");
     }
 
     #[test]
@@ -308,6 +359,23 @@ pub(crate) mod tests {
             err.starts_with("keys file k.toml: key 1 has a 5-byte secret"),
             "{err}"
         );
+
+        let zeros = STANDARD.encode([0u8; 36]);
+        let zeros = format!("[[key]]\nid = 3\nsecret = \"{zeros}\"\nstate = \"active\"\n");
+        let err = load(&zeros).unwrap_err();
+        assert!(
+            err.starts_with("keys file k.toml: key 3 has a secret of only 1 distinct byte values"),
+            "{err}"
+        );
+        let pattern = STANDARD.encode(b"abcabcabcabcabcabcabcabcabcabcabcabc");
+        let pattern = format!("[[key]]\nid = 4\nsecret = \"{pattern}\"\nstate = \"active\"\n");
+        assert!(load(&pattern)
+            .unwrap_err()
+            .contains("key 4 has a secret of only 3"));
+        let hex =
+            STANDARD.encode(b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+        let hex = format!("[[key]]\nid = 5\nsecret = \"{hex}\"\nstate = \"active\"\n");
+        assert!(load(&hex).is_ok(), "a long hex secret is strong");
 
         let not_b64 = "[[key]]\nid = 1\nsecret = \"!!!\"\nstate = \"active\"\n";
         assert!(load(not_b64)

@@ -6,6 +6,11 @@
 //! - `mailtrack_event_queue_depth`: events waiting for the writer, read at scrape time.
 //! - `mailtrack_events_dropped_total{reason}`: events lost because the queue was full or
 //!   closed.
+//! - `mailtrack_events_over_budget_total`: verified opens and clicks answered but not
+//!   recorded, because their (message id, client address) pair was past
+//!   `[events] budget_per_minute`.
+//! - `mailtrack_event_budget_untracked_total`: events recorded without a budget because the
+//!   budget's table was full (see `event_budget`).
 //! - `mailtrack_connections_shed_total`: connections closed at once because the server was
 //!   at `max_connections`.
 //!
@@ -51,6 +56,8 @@ pub struct Metrics {
     unverified: Family<ReasonLabel, Counter>,
     events_dropped: Family<ReasonLabel, Counter>,
     connections_shed: Counter,
+    over_budget: Counter,
+    budget_untracked: Counter,
     queue_depth: Gauge,
     pipeline: PipelineMetrics,
     hot: HotCounters,
@@ -179,6 +186,8 @@ impl Default for Metrics {
         let unverified = Family::<ReasonLabel, Counter>::default();
         let events_dropped = Family::<ReasonLabel, Counter>::default();
         let connections_shed = Counter::default();
+        let over_budget = Counter::default();
+        let budget_untracked = Counter::default();
         let queue_depth = Gauge::default();
         registry.register(
             "requests",
@@ -206,6 +215,16 @@ impl Default for Metrics {
             connections_shed.clone(),
         );
         registry.register(
+            "events_over_budget",
+            "Verified opens and clicks answered but not recorded: past budget_per_minute",
+            over_budget.clone(),
+        );
+        registry.register(
+            "event_budget_untracked",
+            "Events recorded without a budget because the budget table was full",
+            budget_untracked.clone(),
+        );
+        registry.register(
             "event_queue_depth",
             "Events waiting for the writer",
             queue_depth.clone(),
@@ -220,6 +239,8 @@ impl Default for Metrics {
             unverified,
             events_dropped,
             connections_shed,
+            over_budget,
+            budget_untracked,
             queue_depth,
             pipeline,
             hot,
@@ -259,6 +280,16 @@ impl Metrics {
         self.events_dropped
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Counts an event not recorded because its pair was past the budget.
+    pub fn event_over_budget(&self) {
+        self.over_budget.inc();
+    }
+
+    /// Counts an event recorded without a budget because the budget's table was full.
+    pub fn event_budget_untracked(&self) {
+        self.budget_untracked.inc();
     }
 
     /// Counts a connection closed because the server was full.

@@ -20,6 +20,7 @@
 //! - [`routes`]: what each request gets.
 //! - [`interstitial`]: the HTML pages.
 //! - [`client_ip`]: the client's address behind trusted proxies; truncation for logs.
+//! - [`event_budget`]: how many events one (message, client) pair may record a minute.
 //! - [`metrics`]: the Prometheus counters.
 //! - [`state`]: what connections share.
 //! - [`signals`]: SIGTERM/SIGINT to stop, SIGHUP to reload.
@@ -39,6 +40,7 @@ pub mod accept;
 pub mod certificates;
 pub mod client_ip;
 pub mod connection;
+pub mod event_budget;
 pub mod interstitial;
 pub mod logging;
 pub mod metrics;

@@ -1,8 +1,12 @@
 //! What each request gets.
 //!
-//! - `GET|HEAD /CL0/…`, `/L0/…`: a verified click is a 302 to its signed target; a readable
-//!   but unverified one gets the interstitial (or, with `unverified = "reject"`, the 400
-//!   page); anything else the 400 page. Nothing unverified is ever answered with a 3xx.
+//! - `GET|HEAD /CL0/…`, `/L0/…`: a verified click is a 302 to its signed target. A readable
+//!   but unverified one that may still have been signed by us (its tail intact and naming a
+//!   live key, or cut short at a decoded `#`; see
+//!   [`may_have_been_signed`](crate::link::UnverifiedReason::may_have_been_signed)) gets the
+//!   interstitial (or, with `unverified = "reject"`, the 400 page); anything else the 400
+//!   page. Nothing unverified is ever answered with a 3xx.
+//! - HTTP/1.1 without exactly one `Host`: the 400 page (RFC 9112, section 3.2).
 //! - `GET|HEAD /CI0/…`, `/I0/…`: always the 1×1 GIF; an event only when it verifies.
 //! - `/healthz`, `/readyz`, `/metrics`.
 //! - Anything else 404; a method other than GET or HEAD 405.
@@ -22,13 +26,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
 use crate::config::{Durability, UnverifiedPolicy};
 use crate::events::{Commit, CommitError, EncodedEvent, QueueError, RequestFacts};
 use crate::link::{decode, Decoded, LinkKind, MessageId, VerifiedLink};
 
 use super::client_ip::LoggedIp;
+use super::event_budget::Spend;
 use super::interstitial::{self, PAGE_HEADERS};
 use super::state::{Shared, State};
 
@@ -100,6 +105,15 @@ fn route<B>(
     peer: IpAddr,
     shared: &Shared,
 ) -> (&'static str, Answer, Option<PendingCommit>) {
+    // RFC 9112, section 3.2: an HTTP/1.1 request with no Host, or more than one, is a 400.
+    // (HTTP/1.0 may omit it; HTTP/2 carries `:authority` instead.)
+    if request.version() == Version::HTTP_11 && !has_one_host(request.headers()) {
+        return (
+            "other",
+            page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
+            None,
+        );
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut answer = page(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -164,8 +178,12 @@ fn click<B>(
         },
         Decoded::Unverified(link) => {
             shared.metrics.unverified(link.reason.as_str());
+            // Only a link that may have been ours names its destination: a forged shape gets
+            // the 400 page, so the tracking domain is no landing page for anyone's phishing.
             let answer = match (shared.unverified, link.target) {
-                (UnverifiedPolicy::Interstitial, Some(target)) => {
+                (UnverifiedPolicy::Interstitial, Some(target))
+                    if link.reason.may_have_been_signed() =>
+                {
                     page(StatusCode::OK, interstitial::interstitial_page(&target))
                 }
                 _ => page(StatusCode::BAD_REQUEST, interstitial::bad_request_page()),
@@ -209,7 +227,8 @@ fn open<B>(
     (answer, commit)
 }
 
-/// Builds the event for a verified link and offers it to the queue, without waiting. With
+/// Builds the event for a verified link and offers it to the queue, without waiting, unless
+/// its (message id, client address) pair is past its budget. With
 /// `durability = "sync"` it returns the batch's group commit, for the answer to wait on, so
 /// that the answer goes out only once the event is in the sink or fsynced to the spool.
 fn record<B>(
@@ -220,13 +239,22 @@ fn record<B>(
 ) -> Option<PendingCommit> {
     shared.metrics.repair(link.repair_label());
     let client_ip = shared.client_ip.client_ip(peer, request.headers());
-    let user_agent = header_text(request, header::USER_AGENT);
+    let received = SystemTime::now();
+    match shared.budget.spend(&link.message_id, client_ip, received) {
+        Spend::Within => {}
+        Spend::Over => {
+            shared.metrics.event_over_budget();
+            return None;
+        }
+        Spend::Untracked => shared.metrics.event_budget_untracked(),
+    }
+    let user_agent = user_agent(request.headers());
     let facts = RequestFacts {
         client_ip,
-        user_agent: truncate(user_agent, MAX_USER_AGENT),
+        user_agent: truncate(&user_agent, MAX_USER_AGENT),
         tracking_domain: &tracking_domain(request),
         method: request.method().as_str(),
-        received: SystemTime::now(),
+        received,
     };
     let event = EncodedEvent::new(&link, &facts);
     let offered = match shared.durability {
@@ -285,6 +313,23 @@ fn without_port(authority: &str) -> &str {
         Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
         _ => authority,
     }
+}
+
+/// Whether `headers` hold exactly one `Host`.
+fn has_one_host(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    hosts.next().is_some() && hosts.next().is_none()
+}
+
+/// The `User-Agent` as UTF-8. A header value is bytes, and apps with localized names send
+/// them in UTF-8 (or, rarely, Latin-1): invalid sequences become U+FFFD, and the rest is
+/// kept, never dropped whole.
+fn user_agent(headers: &HeaderMap) -> Cow<'_, str> {
+    headers
+        .get(header::USER_AGENT)
+        .map_or(Cow::Borrowed(""), |value| {
+            String::from_utf8_lossy(value.as_bytes())
+        })
 }
 
 fn header_text<B>(request: &Request<B>, name: HeaderName) -> &str {

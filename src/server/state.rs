@@ -9,6 +9,7 @@ use crate::events::{EventQueue, StatsReader};
 use crate::link::KeyRing;
 
 use super::client_ip::ClientIpPolicy;
+use super::event_budget::EventBudget;
 use super::metrics::Metrics;
 
 /// The server's shared state.
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) full_client_ip: bool,
     pub(crate) metrics: Metrics,
+    /// How many events each (message id, client address) pair may record a minute.
+    pub(crate) budget: EventBudget,
     pub(crate) events: EventQueue,
     /// The events pipeline behind the queue, for `/metrics` and `/readyz`; `None` when the
     /// queue's other end is read directly (tests).
@@ -91,6 +94,7 @@ impl State {
             },
             full_client_ip: config.log.full_client_ip,
             metrics: Metrics::default(),
+            budget: EventBudget::new(config.events.budget_per_minute),
             events,
             pipeline,
             durability,

@@ -4,6 +4,10 @@
 //! A rotated file is renamed `{name}.{unix milliseconds}` (with `-{n}` added in the unlikely
 //! case that name is taken), so rotated files sort by age and a log shipper can pick them up
 //! by pattern. The live file always has the configured name.
+//!
+//! Rotated files are kept for ever unless `[events] file_keep_rotated` or
+//! `file_keep_rotated_bytes` bound them: a file not yet shipped holds events nothing else
+//! does. With a bound, each rotation deletes the oldest rotated files past it, and logs each.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -11,20 +15,26 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::SinkError;
+use crate::config::RotatedRetention;
 
 /// The events file, open for appending.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
     max_bytes: u64,
+    retention: RotatedRetention,
     file: File,
     len: u64,
 }
 
 impl FileSink {
     /// Opens (creating it and its folder) the file at `path`, rotated once it would pass
-    /// `max_bytes`.
-    pub fn open(path: &Path, max_bytes: u64) -> Result<FileSink, SinkError> {
+    /// `max_bytes`, keeping as many rotated files as `retention` allows.
+    pub fn open(
+        path: &Path,
+        max_bytes: u64,
+        retention: RotatedRetention,
+    ) -> Result<FileSink, SinkError> {
         let io = |source| SinkError::File {
             path: path.to_owned(),
             source,
@@ -37,6 +47,7 @@ impl FileSink {
         Ok(FileSink {
             path: path.to_owned(),
             max_bytes,
+            retention,
             file,
             len,
         })
@@ -92,7 +103,75 @@ impl FileSink {
             File::open(folder)?.sync_all()?;
         }
         tracing::info!(rotated = %rotated.display(), "events file rotated");
+        self.prune();
         Ok(())
+    }
+
+    /// Deletes the oldest rotated files past the retention bounds. A file that cannot be
+    /// listed or deleted is logged and left: the live file matters more than the bound.
+    fn prune(&self) {
+        if self.retention == RotatedRetention::default() {
+            return;
+        }
+        let mut rotated = match self.rotated_files() {
+            Ok(rotated) => rotated,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list rotated events files to prune them");
+                return;
+            }
+        };
+        // Newest first: what is kept is a prefix.
+        rotated.sort_by_key(|file| std::cmp::Reverse(file.age));
+        let mut kept_bytes = 0u64;
+        for (index, RotatedFile { path, bytes, .. }) in rotated.iter().enumerate() {
+            kept_bytes += bytes;
+            let over_files = self.retention.files.is_some_and(|most| index >= most);
+            let over_bytes = self.retention.bytes.is_some_and(|most| kept_bytes > most);
+            if !(over_files || over_bytes) {
+                continue;
+            }
+            match fs::remove_file(path) {
+                Ok(()) => tracing::warn!(
+                    deleted = %path.display(),
+                    bytes,
+                    "rotated events file deleted: past file_keep_rotated or file_keep_rotated_bytes"
+                ),
+                Err(error) => tracing::warn!(
+                    file = %path.display(), %error, "cannot delete a rotated events file"
+                ),
+            }
+        }
+    }
+
+    /// The rotated files beside the live one.
+    fn rotated_files(&self) -> io::Result<Vec<RotatedFile>> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let prefix = format!("{}.", name.unwrap_or_else(|| "events".into()));
+        let folder = match self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(folder) => folder,
+            None => Path::new("."),
+        };
+        let mut rotated = Vec::new();
+        for entry in fs::read_dir(folder)? {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            let Some(age) = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(rotation_age)
+            else {
+                continue;
+            };
+            rotated.push(RotatedFile {
+                age,
+                path: entry.path(),
+                bytes: entry.metadata()?.len(),
+            });
+        }
+        Ok(rotated)
     }
 
     fn error(&self, source: io::Error) -> SinkError {
@@ -101,6 +180,24 @@ impl FileSink {
             source,
         }
     }
+}
+
+/// A rotated events file.
+struct RotatedFile {
+    /// When it was rotated: milliseconds, then the `-{n}` counter.
+    age: (u128, u64),
+    path: PathBuf,
+    bytes: u64,
+}
+
+/// `{millis}` or `{millis}-{n}`, the suffix [`FileSink::rotate`] gives a rotated file.
+fn rotation_age(suffix: &str) -> Option<(u128, u64)> {
+    let (millis, n) = suffix.split_once('-').unwrap_or((suffix, "0"));
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits(millis) || !digits(n) {
+        return None;
+    }
+    Some((millis.parse().ok()?, n.parse().ok()?))
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -115,7 +212,7 @@ mod tests {
     fn lines_are_appended_and_the_file_rotates_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data/events.jsonl");
-        let mut sink = FileSink::open(&path, 20).unwrap();
+        let mut sink = FileSink::open(&path, 20, RotatedRetention::default()).unwrap();
         sink.write(b"{\"n\":1}\n").unwrap();
         sink.write(b"{\"n\":2}\n").unwrap();
         sink.write(b"{\"n\":3}\n").unwrap();
@@ -131,8 +228,74 @@ mod tests {
 
         // Reopening appends after what is there.
         drop(sink);
-        let mut sink = FileSink::open(&path, 1 << 20).unwrap();
+        let mut sink = FileSink::open(&path, 1 << 20, RotatedRetention::default()).unwrap();
         sink.write(b"{\"n\":4}\n").unwrap();
         assert_eq!(fs::read(sink.path()).unwrap(), b"{\"n\":3}\n{\"n\":4}\n");
+    }
+
+    fn rotated(folder: &Path) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with("events.jsonl."))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_rotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        // Not ours: kept whatever the bound.
+        fs::write(dir.path().join("events.jsonl.bak"), b"x").unwrap();
+        let by_count = RotatedRetention {
+            files: Some(2),
+            bytes: None,
+        };
+        let mut sink = FileSink::open(&path, 10, by_count).unwrap();
+        for n in 0..6 {
+            sink.write(format!("{{\"n\":{n}}}\n").as_bytes()).unwrap();
+        }
+        let kept = rotated(dir.path());
+        assert_eq!(
+            kept.len(),
+            3,
+            "two rotated files and the stranger: {kept:?}"
+        );
+        assert!(kept.contains(&"events.jsonl.bak".to_owned()));
+        let contents: Vec<_> = kept
+            .iter()
+            .filter(|name| *name != "events.jsonl.bak")
+            .map(|name| fs::read_to_string(dir.path().join(name)).unwrap())
+            .collect();
+        assert_eq!(contents.len(), 2);
+        assert!(contents.contains(&"{\"n\":3}\n".to_owned()), "{contents:?}");
+        assert!(contents.contains(&"{\"n\":4}\n".to_owned()), "{contents:?}");
+        assert_eq!(fs::read(&path).unwrap(), b"{\"n\":5}\n");
+
+        // 8 bytes a file: a bound of 20 bytes keeps two.
+        let by_bytes = RotatedRetention {
+            files: None,
+            bytes: Some(20),
+        };
+        drop(sink);
+        let mut sink = FileSink::open(&path, 10, by_bytes).unwrap();
+        for n in 6..9 {
+            sink.write(format!("{{\"n\":{n}}}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(rotated(dir.path()).len(), 3, "{:?}", rotated(dir.path()));
+    }
+
+    #[test]
+    fn rotation_ages_read_only_our_suffixes() {
+        assert_eq!(rotation_age("1700000000000"), Some((1_700_000_000_000, 0)));
+        assert_eq!(
+            rotation_age("1700000000000-2"),
+            Some((1_700_000_000_000, 2))
+        );
+        assert_eq!(rotation_age("bak"), None);
+        assert_eq!(rotation_age("17-"), None);
+        assert_eq!(rotation_age(""), None);
     }
 }

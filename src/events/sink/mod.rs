@@ -72,6 +72,7 @@ impl Sink {
             SinkKind::File => Sink::File(Arc::new(Mutex::new(FileSink::open(
                 &config.file,
                 config.file_max_bytes,
+                config.file_retention,
             )?))),
             SinkKind::Redis => Sink::Redis(Box::new(RedisSink::new(config)?)),
             SinkKind::Stdout => Sink::Stdout(StdoutSink::new()),

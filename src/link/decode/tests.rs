@@ -223,7 +223,9 @@ fn tampering_by_field() {
 fn retired_keys_verify_and_revoked_keys_do_not() {
     let secret = |id: u8| {
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode([id; 32])
+        let bytes: [u8; 32] =
+            std::array::from_fn(|i| id.wrapping_mul(61).wrapping_add(i as u8 * 7));
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     };
     let ring_with = |state_of_1: &str| {
         let text = format!(
@@ -266,7 +268,7 @@ fn a_decoded_hash_loses_the_tail_and_gets_a_best_effort_destination() {
     let decoded_once = Mangling::ClientDecodedOnce.apply(&original);
     assert_eq!(decoded_once, "/CL0/https://example.com/docs");
     let link = unverified(&decoded_once);
-    assert_eq!(link.reason, UnverifiedReason::NoSignature);
+    assert_eq!(link.reason, UnverifiedReason::CutShort);
     assert_eq!(link.target.as_deref(), Some("https://example.com/docs"));
     assert_eq!(link.message_id, None);
 }
@@ -446,4 +448,68 @@ fn a_link_as_we_wrote_it_costs_one_mac() {
         ));
         assert_eq!(work.macs, 1, "{mangling:?}");
     }
+}
+
+#[test]
+fn only_links_that_may_have_been_signed_are_offered_an_interstitial() {
+    let original = signed("https://example.com/docs", "");
+    let (head, mac_and_kid) = original.rsplit_once('/').unwrap();
+    let (mac, _kid) = mac_and_kid.split_once('=').unwrap();
+    let (before_id, _message_id) = head.rsplit_once('/').unwrap();
+    let forged = [
+        (
+            "no signature at all",
+            "/CL0/https:%2F%2Fevil.example%2F".to_owned(),
+        ),
+        ("an empty MAC", format!("{head}/=2")),
+        ("a short MAC", format!("{head}/{}=2", &mac[..21])),
+        ("a long MAC", format!("{head}/{mac}A=2")),
+        (
+            "a malformed message id",
+            format!("{before_id}/bad!id/{mac}=2"),
+        ),
+        ("a bad version segment", original.replacen("/1/", "/7/", 1)),
+        ("an unknown key", format!("{head}/{mac}=9")),
+        ("a revoked key", format!("{head}/{mac}=3")),
+    ];
+    for (shape, request) in forged {
+        let link = unverified(&request);
+        assert!(
+            !link.reason.may_have_been_signed(),
+            "{shape}: {request} {link:?}"
+        );
+    }
+    assert_eq!(
+        decode(&format!("/CL0/{mac}=2"), &fixed_ring()),
+        Decoded::Invalid(InvalidReason::NoDestination)
+    );
+    let shape_of = |request: &str| unverified(request).reason;
+    assert_eq!(
+        shape_of(&forged_target(&original)),
+        UnverifiedReason::BadMac
+    );
+    assert_eq!(
+        shape_of(&format!("{head}/{}=2", "A".repeat(22))),
+        UnverifiedReason::BadMac
+    );
+    assert_eq!(
+        shape_of(&format!("{head}/{mac}A=2")),
+        UnverifiedReason::MalformedSignature
+    );
+    assert_eq!(
+        shape_of("/CL0/https:%2F%2Fevil.example%2F"),
+        UnverifiedReason::NoSignature
+    );
+
+    // A real link, cut at the `#` its client decoded from `%23`, may have been ours.
+    let cut = Mangling::ClientDecodedOnce.apply(&signed("https://example.com/docs#install", ""));
+    let link = unverified(&cut);
+    assert_eq!(link.reason, UnverifiedReason::CutShort);
+    assert!(link.reason.may_have_been_signed());
+    assert_eq!(link.target.as_deref(), Some("https://example.com/docs"));
+}
+
+/// `original` with its destination changed: the shape of a signed link, a MAC that fails.
+fn forged_target(original: &str) -> String {
+    original.replace("example.com", "evil.example")
 }
