@@ -45,8 +45,10 @@ pub const DEFAULT_SPOOL_DIR: &str = "data/spool";
 /// outage at a large sender's rate, and fits any volume mailtrack is given.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
-/// The in-memory queue's capacity: see [`crate::events::DEFAULT_EVENT_QUEUE_CAPACITY`].
-pub const DEFAULT_QUEUE_CAPACITY: usize = crate::events::DEFAULT_EVENT_QUEUE_CAPACITY;
+/// How many events the in-memory queue holds before new ones are dropped. At 1 KiB an event
+/// this is 64 MiB at most, and tens of seconds of a large blast's peak: room for the writer
+/// to ride out a slow sink until the spool takes over.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 
 /// The queue depth past which batches go to the spool rather than wait for a slow sink,
 /// as a fraction of the capacity: half, so the queue never fills while the disk keeps up.

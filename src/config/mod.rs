@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
-use crate::link::{KeyRing, KeyRingError, LinkSigner};
+use crate::link::{describe_toml_error, KeyRing, KeyRingError, LinkSigner};
 
 pub mod events;
 pub mod log;
@@ -289,19 +289,6 @@ fn empty_ring() -> KeyRing {
     // 32 distinct bytes (0x00 to 0x1f): any valid secret does; it never signs a real link.
     let text = "[[key]]\nid = 0\nsecret = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\nstate = \"active\"\n";
     KeyRing::from_toml(text, Path::new("(base URL check)")).expect("a fixed valid ring")
-}
-
-/// A TOML error as one line: `line N: message`, without echoing the file's text (a keys
-/// file's text holds secrets).
-pub(crate) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().lines().next().unwrap_or("invalid TOML");
-    match error.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {message}")
-        }
-        None => message.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
 //! `[tls]`: the certificates `mailtrack serve` presents on its HTTPS address, one
 //! `[[tls.certificate]]` per domain (or per set of domains), picked by SNI.
 //!
-//! Every certificate is loaded once at validation, so a missing file, a key that does not
-//! match its certificate or a PEM with nothing in it stops the process before it binds.
+//! Validation resolves the paths. `serve` then loads every certificate (`server::certificates`)
+//! before it binds, so a missing file, a key that does not match its certificate or a PEM with
+//! nothing in it is a config error naming `tls.certificate`, exit 64, with no port bound.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::server::Refusal;
-use crate::server::certificates::Certificate;
 
 /// `[tls]`, validated.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +44,7 @@ struct RawCertificate {
 }
 
 impl RawTls {
-    /// Resolves the paths against `folder` and loads every certificate once.
+    /// Resolves the paths against `folder`.
     pub(super) fn validate(self, folder: &Path, https: bool) -> Result<TlsConfig, Refusal> {
         if https && self.certificate.is_empty() {
             return Err((
@@ -60,9 +60,6 @@ impl RawTls {
                 key: folder.join(raw.key),
             })
             .collect();
-        for files in &certificates {
-            Certificate::load(files).map_err(|e| ("tls.certificate", e.to_string()))?;
-        }
         Ok(TlsConfig { certificates })
     }
 }
@@ -85,13 +82,15 @@ mod tests {
     }
 
     #[test]
-    fn files_resolve_against_the_config_folder_and_are_read_at_load() {
+    fn files_resolve_against_the_config_folder() {
         let text = "[[certificate]]\ncert = \"a.pem\"\nkey = \"/keys/a.key.pem\"\n";
-        let (key, message) = validate(text, true).unwrap_err();
-        assert_eq!(key, "tls.certificate");
-        assert!(
-            message.starts_with("cert /nonexistent/mailtrack/a.pem: "),
-            "{message}"
+        let config = validate(text, true).unwrap();
+        assert_eq!(
+            config.certificates,
+            [CertificateFiles {
+                cert: PathBuf::from("/nonexistent/mailtrack/a.pem"),
+                key: PathBuf::from("/keys/a.key.pem"),
+            }]
         );
     }
 }

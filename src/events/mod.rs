@@ -49,10 +49,9 @@ pub use event::{EncodedEvent, Event, EventType, RequestFacts};
 pub use pipeline::{EventPipeline, PipelineError, PipelineHandle};
 pub use stats::{StatsReader, StatsSnapshot};
 
-/// How many events the queue holds before new ones are dropped. At 1 KiB an event this is
-/// 64 MiB at most, and tens of seconds of a large blast's peak: room for the writer to ride
-/// out a slow sink until the spool takes over.
-pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = 65_536;
+/// How many events the queue holds before new ones are dropped: see
+/// [`crate::config::events::DEFAULT_QUEUE_CAPACITY`], where the reason is.
+pub const DEFAULT_EVENT_QUEUE_CAPACITY: usize = crate::config::events::DEFAULT_QUEUE_CAPACITY;
 
 /// The receiving end of the queue, read by the writer (or by tests).
 #[derive(Debug)]

@@ -144,7 +144,7 @@ impl KeyRing {
     pub fn from_toml(text: &str, path: &Path) -> Result<KeyRing, KeyRingError> {
         let file: KeyFile = toml::from_str(text).map_err(|e| KeyRingError::Syntax {
             path: path.to_owned(),
-            message: crate::config::describe_toml_error(text, &e),
+            message: describe_toml_error(text, &e),
         })?;
         let invalid = |message: String| KeyRingError::Invalid {
             path: path.to_owned(),
@@ -239,6 +239,20 @@ fn shared_mode(path: &Path) -> Option<u32> {
 #[cfg(not(unix))]
 fn shared_mode(_path: &Path) -> Option<u32> {
     None
+}
+
+/// A TOML error as one line: `line N: message`, without echoing the file's text (a keys
+/// file's text holds secrets). The config file's errors are described the same way; the
+/// helper lives here, in the lower layer.
+pub(crate) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().lines().next().unwrap_or("invalid TOML");
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_owned(),
+    }
 }
 
 fn sole_active_key(keys: &[Key]) -> Result<KeyId, String> {

@@ -35,6 +35,7 @@ pub mod tags;
 pub mod target;
 
 pub use decode::{decode, Decoded, InvalidReason, UnverifiedLink, UnverifiedReason, VerifiedLink};
+pub(crate) use key_ring::describe_toml_error;
 pub use key_ring::{KeyId, KeyRing, KeyRingError, KeyState};
 pub use message_id::{MessageId, MessageIdError};
 pub use repair::Repair;
