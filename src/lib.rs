@@ -30,6 +30,8 @@
 //! - [`events`]: the SES-shaped open and click events, the bounded queue that hands them
 //!   from the request path to the writer, the sinks (JSONL file, Redis stream, stdout), the
 //!   disk spool, and a stream consumer (`events tail`).
+//! - [`notify`]: delivering events to subscribers: rules, Standard Webhooks signatures, the
+//!   retry schedule (growing with `mailtrack notify`).
 //! - [`rewrite`]: the HTML rewriter: tracked links, the open pixel, and the report of what was
 //!   left untracked and why.
 //! - [`testing`]: a fixed key ring, link manglings and fuzz properties, for tests, fuzzers and
@@ -38,6 +40,7 @@
 pub mod config;
 pub mod events;
 pub mod link;
+pub mod notify;
 pub mod rewrite;
 pub mod server;
 #[doc(hidden)]

@@ -6,7 +6,7 @@
 //! the embedded default, against `config/` under the current directory, as if the repository's
 //! copy had been named.
 //!
-//! Each section that `mailtrack serve` reads has its own file: [`server`], [`tls`], [`log`].
+//! Each section has its own file: [`server`], [`tls`], [`log`], [`events`], [`notify`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,11 +18,13 @@ use crate::link::{describe_toml_error, KeyRing, KeyRingError, LinkSigner};
 
 pub mod events;
 pub mod log;
+pub mod notify;
 pub mod server;
 pub mod tls;
 
 pub use events::{Durability, EventsConfig, RotatedRetention, SinkKind};
 pub use log::{LogConfig, LogFormat};
+pub use notify::NotifyConfig;
 pub use server::{ClientIpHeader, ServerConfig};
 pub use tls::{CertificateFiles, TlsConfig};
 
@@ -74,6 +76,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Where events go (`[events]`).
     pub events: EventsConfig,
+    /// Whom `mailtrack notify` delivers them to (`[notify]`).
+    pub notify: NotifyConfig,
 }
 
 /// `[tracking]`: how links are written.
@@ -147,6 +151,8 @@ struct RawConfig {
     log: log::RawLog,
     #[serde(default)]
     events: events::RawEvents,
+    #[serde(default)]
+    notify: notify::RawNotify,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,6 +208,7 @@ impl Config {
             .map_err(refused)?;
         let log = raw.log.validate().map_err(refused)?;
         let events = raw.events.validate(folder).map_err(refused)?;
+        let notify = raw.notify.validate(folder).map_err(refused)?;
         let config = Config {
             path: path.to_owned(),
             tracking,
@@ -214,6 +221,7 @@ impl Config {
             tls,
             log,
             events,
+            notify,
         };
         // A base URL the signer refuses is a config error, found before anything runs.
         if let Err(e) = LinkSigner::new(&config.tracking.base_url, Arc::new(empty_ring())) {

@@ -1,0 +1,597 @@
+//! `[notify]` and its `[[notify.endpoint]]`s: who `mailtrack notify` delivers events to, which
+//! events each one wants, and how hard it tries.
+//!
+//! ```toml
+//! [[notify.endpoint]]
+//! name = "billing"
+//! events = ["Click"]
+//! tags = { campaign = ["spring", "summer"] }
+//! url = "https://billing.example.com/hooks/mailtrack"
+//! secrets_file = "billing.secrets"      # whsec_… lines: each signs every delivery
+//!
+//! [[notify.endpoint]]
+//! name = "crm"
+//! events = ["Click", "Open"]
+//! stream = "crm:events"                 # a Redis stream the receiver pulls from
+//! ```
+//!
+//! Every default is named below with its reason. An endpoint's refusals name the key and the
+//! endpoint: `notify.endpoint.url: endpoint "billing": …`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::Deserialize;
+use url::Url;
+
+use super::server::Refusal;
+
+/// The event types a rule may name: those the proxy records.
+pub const EVENT_TYPES: [&str; 2] = ["Open", "Click"];
+
+/// How long a receiver has to answer a delivery, when not configured: 5 s. Long enough for a
+/// receiver that writes to its database before it answers; short enough that a hung receiver
+/// holds only a few deliveries at a time. Aliyun's receivers must answer in 700 ms; set
+/// `timeout_ms` to hold yours to that.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most events in one POST, when not configured: 100, as SendGrid batches. One request
+/// then carries a busy minute's clicks of a campaign, and its body stays near 100 KiB.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+
+/// How long a batch waits to fill once it has its first event, when not configured: 500 ms.
+/// A person never notices it; at any real rate a batch fills before.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(500);
+
+/// Deliveries to one endpoint in flight at once, when not configured: 4. Enough to hide a
+/// receiver's round trip; few enough that a slow receiver is not flooded.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// The retry schedule, when not configured: Svix's, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h,
+/// each with ±20% jitter. It spans a day and a half, so a receiver down over a weekend
+/// night loses nothing; Postal's 36 minutes and Postmark's 70 are what its users complain of.
+pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// The most endpoints one config may name: each is a consumer group and a task of its own.
+pub const MAX_ENDPOINTS: usize = 256;
+
+/// `[notify]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// The endpoints, in the order given; names are unique.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One `[[notify.endpoint]]`: a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// Unique; names its consumer group, checkpoint, metrics and dead letters.
+    pub name: String,
+    /// Which events it wants.
+    pub rule: RuleConfig,
+    /// Where they go.
+    pub receiver: ReceiverConfig,
+}
+
+/// The conditions an event must meet, all of them, to be delivered to an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleConfig {
+    /// `eventType`s wanted, from [`EVENT_TYPES`]; never empty.
+    pub event_types: BTreeSet<String>,
+    /// For each tag named, the values wanted: the event must carry the tag with one of them.
+    pub tags: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Where an endpoint's events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiverConfig {
+    /// POSTed to a URL.
+    Http(HttpReceiver),
+    /// Added to a Redis stream, which the receiver reads.
+    Stream(StreamReceiver),
+}
+
+/// An HTTP(S) receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReceiver {
+    /// http or https, with a host.
+    pub url: Url,
+    /// Every one signs every delivery; during a rotation, the old and the new.
+    pub secrets: Vec<WebhookSecret>,
+    /// What the body is.
+    pub format: PayloadFormat,
+    /// How long the receiver has to answer.
+    pub timeout: Duration,
+    /// The most events in one POST (always 1 for SNS).
+    pub batch_size: usize,
+    /// How long a batch waits to fill.
+    pub linger: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// The most POSTs a second; `None` for no limit. A held-back delivery uses no retry.
+    pub rate_per_second: Option<u32>,
+    /// The waits between attempts; after the last, a dead letter.
+    pub retry_schedule: Vec<Duration>,
+    /// Whether the URL may resolve to a loopback, private or link-local address.
+    pub allow_private: bool,
+}
+
+/// The body of an HTTP delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// A JSON array of events, signed per the Standard Webhooks specification.
+    StandardWebhooks,
+    /// One event per POST in an SNS `Notification` envelope, after a
+    /// `SubscriptionConfirmation`, as SES → SNS sends.
+    Sns,
+}
+
+/// A Redis stream receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReceiver {
+    /// The Redis holding it; `None` for the events' own Redis.
+    pub redis_url: Option<String>,
+    /// The stream key.
+    pub stream: String,
+}
+
+/// A Standard Webhooks secret: `whsec_` and the base64 of the key bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.write_str("WebhookSecret(…)")
+    }
+}
+
+impl WebhookSecret {
+    /// The fewest key bytes: Standard Webhooks asks for 24 to 64.
+    pub const MIN_BYTES: usize = 24;
+
+    /// Reads `whsec_<base64>`.
+    pub fn parse(text: &str) -> Result<WebhookSecret, String> {
+        let encoded = text
+            .strip_prefix("whsec_")
+            .ok_or("a secret starts with whsec_")?;
+        let key = STANDARD
+            .decode(encoded)
+            .map_err(|_| "the part after whsec_ is not base64")?;
+        if key.len() < WebhookSecret::MIN_BYTES {
+            return Err(format!(
+                "the secret has {} bytes; at least {} are needed",
+                key.len(),
+                WebhookSecret::MIN_BYTES
+            ));
+        }
+        Ok(WebhookSecret { key })
+    }
+
+    /// The HMAC key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+/// `[notify]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    #[serde(default)]
+    endpoint: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: String,
+    events: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
+    url: Option<String>,
+    secrets_file: Option<PathBuf>,
+    format: Option<String>,
+    timeout_ms: Option<u64>,
+    batch_size: Option<usize>,
+    linger_ms: Option<u64>,
+    concurrency: Option<usize>,
+    rate_per_second: Option<u32>,
+    retry_schedule: Option<Vec<String>>,
+    allow_private: Option<bool>,
+    stream: Option<String>,
+    redis_url: Option<String>,
+}
+
+impl RawNotify {
+    /// Validates every endpoint; `secrets_file`s resolve against `folder` and are read.
+    pub(super) fn validate(self, folder: &Path) -> Result<NotifyConfig, Refusal> {
+        if self.endpoint.len() > MAX_ENDPOINTS {
+            let message = format!("{} endpoints; at most {MAX_ENDPOINTS}", self.endpoint.len());
+            return Err(("notify.endpoint", message));
+        }
+        let mut names = BTreeSet::new();
+        let mut endpoints = Vec::with_capacity(self.endpoint.len());
+        for raw in self.endpoint {
+            let endpoint = raw.validate(folder)?;
+            if !names.insert(endpoint.name.clone()) {
+                let message = format!("endpoint {:?} is named twice", endpoint.name);
+                return Err(("notify.endpoint.name", message));
+            }
+            endpoints.push(endpoint);
+        }
+        Ok(NotifyConfig { endpoints })
+    }
+}
+
+impl RawEndpoint {
+    fn validate(self, folder: &Path) -> Result<EndpointConfig, Refusal> {
+        let name = self.name.clone();
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid_name {
+            let message = format!("{name:?} is not 1 to 64 of A-Z a-z 0-9 - _ .");
+            return Err(("notify.endpoint.name", message));
+        }
+        let refuse = |key, message: String| (key, format!("endpoint {name:?}: {message}"));
+        let rule = self.rule().map_err(|(key, message)| refuse(key, message))?;
+        let receiver = match (&self.url, &self.stream) {
+            (Some(_), Some(_)) => {
+                return Err(refuse(
+                    "notify.endpoint.url",
+                    "has both url and stream; an endpoint has one receiver".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(refuse(
+                    "notify.endpoint.url",
+                    "needs a url (pushed to) or a stream (pulled from)".into(),
+                ))
+            }
+            (None, Some(_)) => self.stream_receiver(),
+            (Some(_), None) => self.http_receiver(folder),
+        }
+        .map_err(|(key, message)| refuse(key, message))?;
+        Ok(EndpointConfig {
+            name,
+            rule,
+            receiver,
+        })
+    }
+
+    fn rule(&self) -> Result<RuleConfig, Refusal> {
+        let mut event_types = BTreeSet::new();
+        for kind in &self.events {
+            if !EVENT_TYPES.contains(&kind.as_str()) {
+                let message = format!("{kind:?} is not one of {EVENT_TYPES:?}");
+                return Err(("notify.endpoint.events", message));
+            }
+            event_types.insert(kind.clone());
+        }
+        if event_types.is_empty() {
+            let message = format!("names no event type; use some of {EVENT_TYPES:?}");
+            return Err(("notify.endpoint.events", message));
+        }
+        let mut tags = BTreeMap::new();
+        for (tag, values) in &self.tags {
+            if values.is_empty() {
+                let message = format!("tag {tag:?} lists no value, so nothing would match");
+                return Err(("notify.endpoint.tags", message));
+            }
+            tags.insert(tag.clone(), values.iter().cloned().collect());
+        }
+        Ok(RuleConfig { event_types, tags })
+    }
+
+    fn stream_receiver(&self) -> Result<ReceiverConfig, Refusal> {
+        let http_only = [
+            ("secrets_file", self.secrets_file.is_some()),
+            ("format", self.format.is_some()),
+            ("timeout_ms", self.timeout_ms.is_some()),
+            ("batch_size", self.batch_size.is_some()),
+            ("linger_ms", self.linger_ms.is_some()),
+            ("rate_per_second", self.rate_per_second.is_some()),
+            ("retry_schedule", self.retry_schedule.is_some()),
+            ("allow_private", self.allow_private.is_some()),
+        ];
+        if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
+            let message = format!("{key} is for an HTTP receiver, and this one is a stream");
+            return Err(("notify.endpoint.stream", message));
+        }
+        let stream = self.stream.clone().unwrap_or_default();
+        if stream.is_empty() {
+            return Err(("notify.endpoint.stream", "the stream name is empty".into()));
+        }
+        Ok(ReceiverConfig::Stream(StreamReceiver {
+            redis_url: self.redis_url.clone(),
+            stream,
+        }))
+    }
+
+    fn http_receiver(&self, folder: &Path) -> Result<ReceiverConfig, Refusal> {
+        let text = self.url.as_deref().unwrap_or_default();
+        let url = Url::parse(text)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+            .ok_or((
+                "notify.endpoint.url",
+                format!("{text:?} is not an http(s) URL"),
+            ))?;
+        if self.redis_url.is_some() {
+            let message = "redis_url is for a stream receiver, and this one is a URL".into();
+            return Err(("notify.endpoint.redis_url", message));
+        }
+        let format = match self.format.as_deref() {
+            None | Some("standard") => PayloadFormat::StandardWebhooks,
+            Some("sns") => PayloadFormat::Sns,
+            Some(other) => {
+                let message = format!("{other:?} is not \"standard\" or \"sns\"");
+                return Err(("notify.endpoint.format", message));
+            }
+        };
+        let secrets = match &self.secrets_file {
+            Some(file) => read_secrets(&folder.join(file))?,
+            None => Vec::new(),
+        };
+        if secrets.is_empty() && format == PayloadFormat::StandardWebhooks {
+            let message = "needs a secrets_file: every Standard Webhooks delivery is signed".into();
+            return Err(("notify.endpoint.secrets_file", message));
+        }
+        let batch_size = match (format, self.batch_size) {
+            (PayloadFormat::Sns, None | Some(1)) => 1,
+            (PayloadFormat::Sns, Some(_)) => {
+                let message = "SNS sends one event per POST; batch_size must be 1".into();
+                return Err(("notify.endpoint.batch_size", message));
+            }
+            (_, Some(0)) => {
+                return Err(("notify.endpoint.batch_size", "must be at least 1".into()));
+            }
+            (_, size) => size.unwrap_or(DEFAULT_BATCH_SIZE),
+        };
+        let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 {
+            return Err(("notify.endpoint.concurrency", "must be at least 1".into()));
+        }
+        if self.rate_per_second == Some(0) {
+            let message = "0 would deliver nothing; leave it out for no limit".into();
+            return Err(("notify.endpoint.rate_per_second", message));
+        }
+        if self.timeout_ms == Some(0) {
+            return Err(("notify.endpoint.timeout_ms", "must be at least 1".into()));
+        }
+        Ok(ReceiverConfig::Http(HttpReceiver {
+            url,
+            secrets,
+            format,
+            timeout: self
+                .timeout_ms
+                .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+            batch_size,
+            linger: self.linger_ms.map_or(DEFAULT_LINGER, Duration::from_millis),
+            concurrency,
+            rate_per_second: self.rate_per_second,
+            retry_schedule: retry_schedule(self.retry_schedule.as_deref())?,
+            allow_private: self.allow_private.unwrap_or(false),
+        }))
+    }
+}
+
+/// A secrets file: one `whsec_…` a line; blank lines and `#` comments are skipped.
+fn read_secrets(path: &Path) -> Result<Vec<WebhookSecret>, Refusal> {
+    let key = "notify.endpoint.secrets_file";
+    let text =
+        std::fs::read_to_string(path).map_err(|e| (key, format!("{}: {e}", path.display())))?;
+    let lines = text.lines().map(str::trim).enumerate();
+    lines
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| {
+            WebhookSecret::parse(line)
+                .map_err(|e| (key, format!("{} line {}: {e}", path.display(), n + 1)))
+        })
+        .collect()
+}
+
+/// `["5s", "5m", "2h"]`, in humantime's notation; at most 20 waits, each at most a week.
+fn retry_schedule(written: Option<&[String]>) -> Result<Vec<Duration>, Refusal> {
+    let key = "notify.endpoint.retry_schedule";
+    let Some(written) = written else {
+        return Ok(DEFAULT_RETRY_SCHEDULE.to_vec());
+    };
+    if written.len() > 20 {
+        return Err((key, format!("{} waits; at most 20", written.len())));
+    }
+    written
+        .iter()
+        .map(|text| {
+            let wait = humantime::parse_duration(text)
+                .map_err(|e| (key, format!("{text:?}: {e} (write e.g. \"5s\", \"30m\")")))?;
+            if wait > Duration::from_secs(7 * 24 * 3600) {
+                return Err((key, format!("{text:?} is more than a week")));
+            }
+            Ok(wait)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn parse(text: &str, folder: &Path) -> Result<NotifyConfig, Refusal> {
+        toml::from_str::<RawNotify>(text).unwrap().validate(folder)
+    }
+
+    fn with_secrets(lines: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.secrets"), lines).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_http_endpoint_takes_the_anchors_defaults() {
+        let dir = with_secrets(&format!("# rotated in 2026-12\n{SECRET}\n\n"));
+        let text = "[[endpoint]]\nname = \"billing\"\nevents = [\"Click\"]\n\
+                    tags = { campaign = [\"spring\"] }\n\
+                    url = \"https://billing.example/hooks\"\nsecrets_file = \"s.secrets\"\n";
+        let config = parse(text, dir.path()).unwrap();
+        let endpoint = &config.endpoints[0];
+        assert_eq!(endpoint.name, "billing");
+        assert_eq!(
+            endpoint.rule.event_types,
+            BTreeSet::from(["Click".to_owned()])
+        );
+        assert!(endpoint.rule.tags["campaign"].contains("spring"));
+        let ReceiverConfig::Http(http) = &endpoint.receiver else {
+            panic!("{endpoint:?}");
+        };
+        assert_eq!(http.secrets.len(), 1);
+        assert_eq!(http.format, PayloadFormat::StandardWebhooks);
+        assert_eq!(http.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(http.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(http.retry_schedule, DEFAULT_RETRY_SCHEDULE);
+        assert!(!http.allow_private);
+        assert!(!format!("{http:?}").contains("MfKQ"), "secrets never show");
+    }
+
+    #[test]
+    fn a_stream_endpoint_and_a_custom_schedule() {
+        let dir = with_secrets(SECRET);
+        let text = "[[endpoint]]\nname = \"crm\"\nevents = [\"Click\", \"Open\"]\n\
+                    stream = \"crm:events\"\n\
+                    [[endpoint]]\nname = \"fast\"\nevents = [\"Open\"]\nurl = \"http://127.0.0.1:9/\"\n\
+                    secrets_file = \"s.secrets\"\nretry_schedule = [\"1s\", \"250ms\"]\n\
+                    timeout_ms = 700\nallow_private = true\n";
+        let config = parse(text, dir.path()).unwrap();
+        assert_eq!(
+            config.endpoints[0].receiver,
+            ReceiverConfig::Stream(StreamReceiver {
+                redis_url: None,
+                stream: "crm:events".into()
+            })
+        );
+        let ReceiverConfig::Http(http) = &config.endpoints[1].receiver else {
+            panic!();
+        };
+        assert_eq!(
+            http.retry_schedule,
+            [Duration::from_secs(1), Duration::from_millis(250)]
+        );
+        assert_eq!(http.timeout, Duration::from_millis(700));
+        assert!(http.allow_private);
+    }
+
+    #[test]
+    fn refusals_name_the_key_and_the_endpoint() {
+        let dir = with_secrets(SECRET);
+        let endpoint = |body: &str| format!("[[endpoint]]\nname = \"e1\"\n{body}\n");
+        let url = "url = \"https://r.example/\"\nsecrets_file = \"s.secrets\"";
+        let cases = [
+            (
+                endpoint("events = [\"Bounce\"]\nstream = \"s\""),
+                "notify.endpoint.events",
+            ),
+            (
+                endpoint("events = []\nstream = \"s\""),
+                "notify.endpoint.events",
+            ),
+            (endpoint("events = [\"Open\"]"), "notify.endpoint.url"),
+            (
+                endpoint(&format!("events = [\"Open\"]\n{url}\nstream = \"s\"")),
+                "notify.endpoint.url",
+            ),
+            (
+                endpoint("events = [\"Open\"]\nurl = \"ftp://r.example/\""),
+                "notify.endpoint.url",
+            ),
+            (
+                endpoint("events = [\"Open\"]\nurl = \"https://r.example/\""),
+                "notify.endpoint.secrets_file",
+            ),
+            (
+                endpoint(&format!("events = [\"Open\"]\n{url}\nformat = \"xml\"")),
+                "notify.endpoint.format",
+            ),
+            (
+                endpoint(&format!(
+                    "events = [\"Open\"]\n{url}\nformat = \"sns\"\nbatch_size = 10"
+                )),
+                "notify.endpoint.batch_size",
+            ),
+            (
+                endpoint(&format!(
+                    "events = [\"Open\"]\n{url}\nretry_schedule = [\"soon\"]"
+                )),
+                "notify.endpoint.retry_schedule",
+            ),
+            (
+                endpoint(&format!("events = [\"Open\"]\n{url}\nrate_per_second = 0")),
+                "notify.endpoint.rate_per_second",
+            ),
+            (
+                endpoint("events = [\"Open\"]\nstream = \"s\"\ntimeout_ms = 5"),
+                "notify.endpoint.stream",
+            ),
+            (
+                endpoint("events = [\"Open\"]\ntags = { c = [] }\nstream = \"s\""),
+                "notify.endpoint.tags",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    endpoint("events = [\"Open\"]\nstream = \"s\""),
+                    endpoint("events = [\"Open\"]\nstream = \"t\"")
+                ),
+                "notify.endpoint.name",
+            ),
+            (
+                "[[endpoint]]\nname = \"a b\"\nevents = [\"Open\"]\nstream = \"s\"".to_owned(),
+                "notify.endpoint.name",
+            ),
+        ];
+        for (text, key) in cases {
+            let (refused, message) = parse(&text, dir.path()).unwrap_err();
+            assert_eq!(refused, key, "{text}: {message}");
+            assert!(
+                message.contains("\"e1\"") || message.contains("\"a b\""),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_must_be_whsec_base64_of_enough_bytes() {
+        assert!(WebhookSecret::parse(SECRET).is_ok());
+        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(WebhookSecret::parse("whsec_!!!").is_err());
+        assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
+        let dir = with_secrets(&format!("{SECRET}\nwhsec_c2hvcnQ=\n"));
+        let text =
+            "[[endpoint]]\nname = \"e\"\nevents = [\"Open\"]\nurl = \"https://r.example/\"\n\
+                    secrets_file = \"s.secrets\"\n";
+        let (key, message) = parse(text, dir.path()).unwrap_err();
+        assert_eq!(key, "notify.endpoint.secrets_file");
+        assert!(message.contains("s.secrets line 2:"), "{message}");
+        assert!(
+            !message.contains("c2hvcnQ"),
+            "the secret is not echoed: {message}"
+        );
+    }
+}

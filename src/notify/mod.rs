@@ -1,0 +1,20 @@
+//! `mailtrack notify`: every event of the events log delivered to each endpoint whose rule
+//! wants it, at least once, each endpoint on its own.
+//!
+//! This module grows with issue 15. What is here are the pieces every delivery path shares:
+//!
+//! # Layout
+//!
+//! - [`rule`]: which events an endpoint wants, as a list of conditions that later conditions
+//!   (the machine verdict) join without a redesign.
+//! - [`signature`]: Standard Webhooks signing over the exact bytes sent, and the stable
+//!   `webhook-id` of a batch.
+//! - [`schedule`]: the retry schedule with its jitter.
+
+pub mod rule;
+pub mod schedule;
+pub mod signature;
+
+pub use rule::{EventFacts, Rule};
+pub use schedule::RetrySchedule;
+pub use signature::{sign, webhook_id};

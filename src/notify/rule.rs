@@ -1,0 +1,196 @@
+//! An endpoint's rule: the conditions an event must meet, all of them, to be delivered there.
+//!
+//! A rule is a list of [`Condition`]s, each a variant of its own, so that a new kind of
+//! condition (the machine verdict, the send time) is one more variant and one more arm in
+//! [`Condition::holds`], and no existing rule changes meaning.
+//!
+//! A rule reads an event through [`EventFacts`], borrowed from the event's JSON as it sits in
+//! the log: the JSON is parsed once, and what is delivered is the original text, never a
+//! re-serialisation (receivers verify their signature over the exact bytes).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use crate::config::notify::RuleConfig;
+
+/// Which events an endpoint wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    conditions: Vec<Condition>,
+}
+
+/// One thing an event must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Condition {
+    /// Its `eventType` is one of these.
+    EventType(BTreeSet<String>),
+    /// It carries `tag` with one of `values`: a click's `linkTags`, or the message's own tags
+    /// (`mail.tags`) where the link carried them.
+    Tag {
+        /// The tag's name.
+        tag: String,
+        /// The values wanted.
+        values: BTreeSet<String>,
+    },
+}
+
+/// What a rule reads of an event.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventFacts {
+    /// `Open`, `Click`, …
+    pub event_type: String,
+    /// SES's `mail`.
+    #[serde(default)]
+    pub mail: MailFacts,
+    /// SES's `click`, for a click.
+    #[serde(default)]
+    pub click: Option<ClickFacts>,
+    /// mailtrack's own fields.
+    pub mailtrack: ExtraFacts,
+}
+
+/// What a rule reads of `mail`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailFacts {
+    /// The message id.
+    #[serde(default)]
+    pub message_id: String,
+    /// The message's tags, SES-style (a map of arrays), where its links carried them.
+    #[serde(default)]
+    pub tags: BTreeMap<String, Vec<String>>,
+}
+
+/// What a rule reads of `click`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClickFacts {
+    /// The link's tags.
+    #[serde(default)]
+    pub link_tags: BTreeMap<String, Vec<String>>,
+}
+
+/// What a rule reads of `mailtrack`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtraFacts {
+    /// The event's unique id.
+    pub event_id: String,
+}
+
+impl EventFacts {
+    /// Reads the facts from an event's JSON.
+    pub fn parse(json: &str) -> Result<EventFacts, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// The values of `tag`, from the link's tags and the message's.
+    fn tag_values(&self, tag: &str) -> impl Iterator<Item = &str> {
+        let link = self.click.as_ref().and_then(|c| c.link_tags.get(tag));
+        let mail = self.mail.tags.get(tag);
+        link.into_iter().chain(mail).flatten().map(String::as_str)
+    }
+}
+
+impl Condition {
+    /// Whether `event` meets it.
+    pub fn holds(&self, event: &EventFacts) -> bool {
+        match self {
+            Condition::EventType(types) => types.contains(&event.event_type),
+            Condition::Tag { tag, values } => event.tag_values(tag).any(|v| values.contains(v)),
+        }
+    }
+}
+
+impl Rule {
+    /// The rule an endpoint's config describes.
+    pub fn new(config: &RuleConfig) -> Rule {
+        let mut conditions = vec![Condition::EventType(config.event_types.clone())];
+        conditions.extend(config.tags.iter().map(|(tag, values)| Condition::Tag {
+            tag: tag.clone(),
+            values: values.clone(),
+        }));
+        Rule { conditions }
+    }
+
+    /// Whether `event` meets every condition.
+    pub fn matches(&self, event: &EventFacts) -> bool {
+        self.conditions
+            .iter()
+            .all(|condition| condition.holds(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(types: &[&str], tags: &[(&str, &[&str])]) -> Rule {
+        Rule::new(&RuleConfig {
+            event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+            tags: tags
+                .iter()
+                .map(|(tag, values)| {
+                    let values = values.iter().map(|v| (*v).to_owned()).collect();
+                    ((*tag).to_owned(), values)
+                })
+                .collect(),
+        })
+    }
+
+    fn click(tags: &str) -> EventFacts {
+        let json = format!(
+            r#"{{"eventType":"Click","mail":{{"messageId":"m"}},"click":{{"ipAddress":"192.0.2.1",
+            "timestamp":"2026-12-02T06:00:00.000Z","userAgent":"","link":"https://e.example/",
+            "linkTags":{tags}}},"mailtrack":{{"eventId":"e1","trackingDomain":"t","method":"GET",
+            "repair":"as_received"}}}}"#
+        );
+        EventFacts::parse(&json).unwrap()
+    }
+
+    fn open() -> EventFacts {
+        let json = r#"{"eventType":"Open","mail":{"messageId":"m"},"open":{"ipAddress":"192.0.2.1",
+            "timestamp":"2026-12-02T06:00:00.000Z","userAgent":""},"mailtrack":{"eventId":"e2",
+            "trackingDomain":"t","method":"GET","repair":"as_received"}}"#;
+        EventFacts::parse(json).unwrap()
+    }
+
+    #[test]
+    fn event_types_and_tags_must_all_hold() {
+        let spring_clicks = rule(&["Click"], &[("campaign", &["spring", "summer"])]);
+        assert!(spring_clicks.matches(&click(r#"{"campaign":["spring"]}"#)));
+        assert!(spring_clicks.matches(&click(r#"{"campaign":["autumn","summer"]}"#)));
+        assert!(!spring_clicks.matches(&click(r#"{"campaign":["autumn"]}"#)));
+        assert!(!spring_clicks.matches(&click("{}")));
+        assert!(!spring_clicks.matches(&open()), "an open has no link tags");
+
+        let everything = rule(&["Open", "Click"], &[]);
+        assert!(everything.matches(&open()));
+        assert!(everything.matches(&click("{}")));
+        assert!(!rule(&["Click"], &[]).matches(&open()));
+
+        let two_tags = rule(
+            &["Click"],
+            &[("campaign", &["spring"]), ("variant", &["b"])],
+        );
+        assert!(two_tags.matches(&click(r#"{"campaign":["spring"],"variant":["b"]}"#)));
+        assert!(!two_tags.matches(&click(r#"{"campaign":["spring"],"variant":["a"]}"#)));
+    }
+
+    #[test]
+    fn message_tags_count_too() {
+        let json = r#"{"eventType":"Open","mail":{"messageId":"m","tags":{"campaign":["spring"]}},
+            "mailtrack":{"eventId":"e3"}}"#;
+        let spring = rule(&["Open"], &[("campaign", &["spring"])]);
+        assert!(spring.matches(&EventFacts::parse(json).unwrap()));
+    }
+
+    #[test]
+    fn an_event_that_is_not_ours_does_not_parse() {
+        assert!(EventFacts::parse("{\"eventType\":\"Click\"}").is_err());
+        assert!(EventFacts::parse("not json").is_err());
+    }
+}
