@@ -10,7 +10,10 @@
 //! - [`signature`]: Standard Webhooks signing over the exact bytes sent, and the stable
 //!   `webhook-id` of a batch.
 //! - [`schedule`]: the retry schedule with its jitter.
+//! - [`http`]: one signed POST an attempt, what its answer means, and the receiver address
+//!   check (no private address unless allowed, at start-up and at every connect).
 
+pub mod http;
 pub mod rule;
 pub mod schedule;
 pub mod signature;
