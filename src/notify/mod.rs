@@ -12,11 +12,18 @@
 //! - [`schedule`]: the retry schedule with its jitter.
 //! - [`http`]: one signed POST an attempt, what its answer means, and the receiver address
 //!   check (no private address unless allowed, at start-up and at every connect).
+//! - [`redis_log`]: the events stream as an endpoint's consumer group, and its retry set and
+//!   dead letters, in Redis.
+//! - [`circuit`]: the breaker that probes a failing receiver rather than flooding it.
+//! - [`worker`]: one HTTP endpoint's delivery loop over the Redis stream.
 
+pub mod circuit;
 pub mod http;
+pub mod redis_log;
 pub mod rule;
 pub mod schedule;
 pub mod signature;
+pub mod worker;
 
 pub use rule::{EventFacts, Rule};
 pub use schedule::RetrySchedule;

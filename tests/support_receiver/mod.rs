@@ -21,6 +21,8 @@ pub struct Received {
     pub path: String,
     pub headers: BTreeMap<String, String>,
     pub body: Bytes,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 /// How the receiver answers request number `n` (from 0): status, extra headers, body, and how
@@ -82,6 +84,7 @@ impl Receiver {
                             path: parts.uri.path().to_owned(),
                             headers,
                             body,
+                            status: 0,
                         };
                         let n = {
                             let mut log = log.lock().unwrap();
@@ -89,6 +92,7 @@ impl Receiver {
                             log.len() - 1
                         };
                         let reply = script(n, &got);
+                        log.lock().unwrap()[n].status = reply.status;
                         tokio::time::sleep(reply.delay).await;
                         let mut response = Response::new(Full::new(Bytes::from(reply.body)));
                         *response.status_mut() = reply.status.try_into().unwrap();
@@ -113,6 +117,16 @@ impl Receiver {
     /// Every request so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// The requests answered with a 2xx: what the sender may count as delivered.
+    pub fn accepted(&self) -> Vec<Received> {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .cloned()
+            .collect()
     }
 
     /// Its URL for `path`.

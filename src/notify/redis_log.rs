@@ -1,0 +1,368 @@
+//! The events stream as one endpoint reads it, and that endpoint's retries and dead letters,
+//! all in Redis, so that any number of `notify` processes share an endpoint's work and none
+//! of it lives only in one process's memory.
+//!
+//! - **The log.** A consumer group per endpoint, `mailtrack-notify:{endpoint}`, on the events
+//!   stream. An entry is acknowledged only once it is delivered, or safely in the retry set.
+//!   Entries a dead process had read are claimed by the others once they have been pending
+//!   for [`CLAIM_MIN_IDLE`].
+//! - **Retries.** A sorted set, `{stream}:notify:{endpoint}:retry`, of deliveries scored by
+//!   when their next attempt is due. A process takes due ones with a lease (their score
+//!   moved [`RETRY_LEASE`] ahead, in one script), so that a process that dies mid-attempt
+//!   leaves them to be taken again.
+//! - **Dead letters.** A stream, `{stream}:notify:{endpoint}:dead`, of the deliveries whose
+//!   schedule ran out: each entry holds the delivery and its last answer, for
+//!   `notify recover`.
+//!
+//! Entries of the events stream have the field `event` holding the event's JSON (the events
+//! sink's contract, docs/events.md).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{RedisError, Value};
+use serde::{Deserialize, Serialize};
+
+/// The events stream's field that holds an event's JSON.
+pub const EVENT_FIELD: &str = "event";
+
+/// How long an entry read by another consumer must be pending before it is claimed: far
+/// longer than a delivery's timeout and a batch's linger together, so that a live process's
+/// entries are never taken from it.
+pub const CLAIM_MIN_IDLE: Duration = Duration::from_secs(60);
+
+/// How far ahead a taken retry's score is moved while it is attempted: longer than any
+/// attempt's timeout, so only a dead process's retries come due again.
+pub const RETRY_LEASE: Duration = Duration::from_secs(120);
+
+/// How long a connection may wait for Redis (beyond a blocking read's own wait).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Moves due members' scores `lease` ms ahead and returns them: KEYS[1] the set, ARGV[1]
+/// now (ms), ARGV[2] the lease (ms), ARGV[3] the most to take.
+const TAKE_DUE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[1] + ARGV[2], member)
+end
+return due
+";
+
+/// One delivery: the events it carries (their JSON, exactly as in the log) and how many
+/// attempts it has had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Its `webhook-id`, the same for every attempt.
+    pub id: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The events, as JSON texts.
+    pub events: Vec<String>,
+}
+
+impl Delivery {
+    /// The body of an attempt: a JSON array of the events' own bytes.
+    pub fn body(&self) -> bytes::Bytes {
+        let len = self.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2;
+        let mut body = Vec::with_capacity(len);
+        body.push(b'[');
+        for (n, event) in self.events.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(event.as_bytes());
+        }
+        body.push(b']');
+        body.into()
+    }
+
+    fn member(&self) -> String {
+        // A delivery holds strings and a number: it always serialises.
+        serde_json::to_string(self).expect("a delivery serialises")
+    }
+}
+
+/// An entry of the events stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The stream entry's id.
+    pub id: String,
+    /// The event's JSON, or `None` for an entry without one (not ours).
+    pub event: Option<String>,
+}
+
+/// One endpoint's view of Redis.
+#[derive(Clone)]
+pub struct EndpointStore {
+    /// For blocking reads: a blocked connection would hold up every other command on it.
+    reads: ConnectionManager,
+    writes: ConnectionManager,
+    stream: String,
+    group: String,
+    consumer: String,
+    retry_key: String,
+    dead_key: String,
+}
+
+impl std::fmt::Debug for EndpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointStore")
+            .field("stream", &self.stream)
+            .field("group", &self.group)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl EndpointStore {
+    /// Connects to `redis_url` for `endpoint`, reading `stream` as `consumer`, and creates
+    /// the endpoint's group if it is missing, at the stream's start: an endpoint added later
+    /// is delivered what the stream still holds.
+    pub async fn open(
+        redis_url: &str,
+        stream: &str,
+        endpoint: &str,
+        consumer: &str,
+        block: Duration,
+    ) -> Result<EndpointStore, RedisError> {
+        let client = redis::Client::open(redis_url)?;
+        let config = |timeout| {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+                .set_response_timeout(Some(timeout))
+        };
+        let reads =
+            ConnectionManager::new_with_config(client.clone(), config(RESPONSE_TIMEOUT + block))
+                .await?;
+        let writes = ConnectionManager::new_with_config(client, config(RESPONSE_TIMEOUT)).await?;
+        let mut store = EndpointStore {
+            reads,
+            writes,
+            stream: stream.to_owned(),
+            group: format!("mailtrack-notify:{endpoint}"),
+            consumer: consumer.to_owned(),
+            retry_key: format!("{stream}:notify:{endpoint}:retry"),
+            dead_key: format!("{stream}:notify:{endpoint}:dead"),
+        };
+        store.create_group().await?;
+        Ok(store)
+    }
+
+    async fn create_group(&mut self) -> Result<(), RedisError> {
+        let created: Result<Value, _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.writes)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Takes over up to `count` entries other consumers read and never acknowledged.
+    pub async fn claim_stale(&mut self, count: usize) -> Result<Vec<LogEntry>, RedisError> {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(CLAIM_MIN_IDLE.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.writes)
+            .await?;
+        Ok(reply.claimed.into_iter().map(entry).collect())
+    }
+
+    /// Reads up to `count` entries never delivered to the group, waiting up to `block`.
+    pub async fn read_new(
+        &mut self,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<LogEntry>, RedisError> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut self.reads)
+            .await?;
+        let keys = reply.into_iter().flat_map(|reply| reply.keys);
+        Ok(keys.flat_map(|key| key.ids).map(entry).collect())
+    }
+
+    /// Acknowledges entries: delivered, or not wanted by the endpoint.
+    pub async fn acknowledge(&mut self, ids: &[String]) -> Result<(), RedisError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(ids)
+            .exec_async(&mut self.writes)
+            .await
+    }
+
+    /// Puts a delivery of log entries `ids` into the retry set, due at `due_ms`, and
+    /// acknowledges the entries, in one transaction: the events are in one place or the other.
+    pub async fn schedule_first_retry(
+        &mut self,
+        delivery: &Delivery,
+        due_ms: u64,
+        ids: &[String],
+    ) -> Result<(), RedisError> {
+        let mut transaction = redis::pipe();
+        transaction
+            .atomic()
+            .zadd(&self.retry_key, delivery.member(), due_ms)
+            .ignore();
+        if !ids.is_empty() {
+            transaction
+                .cmd("XACK")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(ids)
+                .ignore();
+        }
+        transaction.exec_async(&mut self.writes).await
+    }
+
+    /// Takes up to `count` deliveries due now, under a lease.
+    pub async fn take_due(&mut self, count: usize) -> Result<Vec<Delivery>, RedisError> {
+        // EVAL, not EVALSHA: the script is a few hundred bytes, and this needs no script cache.
+        let members: Vec<String> = redis::cmd("EVAL")
+            .arg(TAKE_DUE)
+            .arg(1)
+            .arg(&self.retry_key)
+            .arg(now_ms())
+            .arg(RETRY_LEASE.as_millis() as u64)
+            .arg(count)
+            .query_async(&mut self.writes)
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|member| serde_json::from_str(member).ok())
+            .collect())
+    }
+
+    /// A delivery from the retry set was delivered: it leaves the set.
+    pub async fn retry_done(&mut self, delivery: &Delivery) -> Result<(), RedisError> {
+        redis::cmd("ZREM")
+            .arg(&self.retry_key)
+            .arg(delivery.member())
+            .exec_async(&mut self.writes)
+            .await
+    }
+
+    /// A delivery from the retry set failed again: it comes back, one attempt older, at
+    /// `due_ms`.
+    pub async fn retry_again(
+        &mut self,
+        before: &Delivery,
+        after: &Delivery,
+        due_ms: u64,
+    ) -> Result<(), RedisError> {
+        redis::pipe()
+            .atomic()
+            .zrem(&self.retry_key, before.member())
+            .ignore()
+            .zadd(&self.retry_key, after.member(), due_ms)
+            .ignore()
+            .exec_async(&mut self.writes)
+            .await
+    }
+
+    /// A delivery whose schedule ran out becomes a dead letter, with its last answer; it
+    /// leaves the retry set (when it came from there) and its log entries are acknowledged,
+    /// in one transaction.
+    pub async fn dead_letter(
+        &mut self,
+        delivery: &Delivery,
+        from_retry_set: bool,
+        ids: &[String],
+        last_answer: &str,
+    ) -> Result<(), RedisError> {
+        let mut transaction = redis::pipe();
+        transaction.atomic();
+        transaction
+            .cmd("XADD")
+            .arg(&self.dead_key)
+            .arg("*")
+            .arg("delivery")
+            .arg(delivery.member())
+            .arg("answer")
+            .arg(last_answer)
+            .ignore();
+        if from_retry_set {
+            transaction
+                .zrem(&self.retry_key, delivery.member())
+                .ignore();
+        }
+        if !ids.is_empty() {
+            transaction
+                .cmd("XACK")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(ids)
+                .ignore();
+        }
+        transaction.exec_async(&mut self.writes).await
+    }
+
+    /// How many dead letters the endpoint has.
+    pub async fn dead_letters(&mut self) -> Result<u64, RedisError> {
+        redis::cmd("XLEN")
+            .arg(&self.dead_key)
+            .query_async(&mut self.writes)
+            .await
+    }
+
+    /// How many deliveries wait in the retry set.
+    pub async fn retries_waiting(&mut self) -> Result<u64, RedisError> {
+        redis::cmd("ZCARD")
+            .arg(&self.retry_key)
+            .query_async(&mut self.writes)
+            .await
+    }
+}
+
+fn entry(id: StreamId) -> LogEntry {
+    let event = id.get::<String>(EVENT_FIELD);
+    LogEntry { id: id.id, event }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_the_events_own_bytes_in_an_array() {
+        let delivery = Delivery {
+            id: "msg_1".into(),
+            attempts: 0,
+            events: vec![r#"{"a": 1}"#.into(), r#"{"b":"é"}"#.into()],
+        };
+        assert_eq!(&delivery.body()[..], r#"[{"a": 1},{"b":"é"}]"#.as_bytes());
+        let back: Delivery = serde_json::from_str(&delivery.member()).unwrap();
+        assert_eq!(back, delivery);
+    }
+}

@@ -1,0 +1,379 @@
+//! One HTTP endpoint's delivery loop over the Redis events stream.
+//!
+//! Each turn the loop, while the circuit and the rate limit let it and fewer than
+//! `concurrency` attempts are in flight:
+//!
+//! 1. takes due retries from the retry set and attempts them;
+//! 2. every so often claims entries a dead process left pending;
+//! 3. reads new entries (blocking up to the batch's linger), acknowledges those the rule does
+//!    not want, and gathers the rest into a batch;
+//! 4. starts an attempt for the batch once it holds `batch_size` events or its first event
+//!    has waited `linger`.
+//!
+//! Each attempt records its own outcome in Redis before it ends (see [`redis_log`]): a
+//! delivered batch's entries are acknowledged; a failed one goes to the retry set, due after
+//! the schedule's next wait (or `Retry-After`), and its entries are acknowledged with it; one
+//! whose schedule ran out becomes a dead letter. A 410 stops the endpoint and leaves its
+//! events where they are, for `notify recover`.
+//!
+//! [`redis_log`]: super::redis_log
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use url::Url;
+
+use super::circuit::{Admit, Circuit};
+use super::http::{Attempt, Verdict, WebhookClient};
+use super::redis_log::{now_ms, Delivery, EndpointStore, LogEntry};
+use super::rule::{EventFacts, Rule};
+use super::schedule::RetrySchedule;
+use super::signature::webhook_id;
+use crate::config::notify::{HttpReceiver, WebhookSecret};
+
+/// How often entries left pending by other consumers are looked for.
+pub const CLAIM_EVERY: Duration = Duration::from_secs(15);
+
+/// How long the loop rests when nothing may start (circuit open, all slots busy).
+const IDLE_TURN: Duration = Duration::from_millis(50);
+
+/// What one endpoint has done, for the metrics and the tests.
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    /// Events delivered (each counted once per successful attempt that carried it).
+    pub delivered: AtomicU64,
+    /// Attempts that failed.
+    pub failed_attempts: AtomicU64,
+    /// Deliveries put back for another attempt.
+    pub retried: AtomicU64,
+    /// Events whose delivery ran out of attempts.
+    pub dead_lettered: AtomicU64,
+    /// Attempts in flight now.
+    pub in_flight: AtomicU64,
+    /// Whether the circuit is open.
+    pub circuit_open: AtomicBool,
+    /// Whether a 410 disabled the endpoint.
+    pub disabled: AtomicBool,
+}
+
+/// One HTTP endpoint, ready to run.
+#[derive(Debug)]
+pub struct HttpWorker {
+    name: String,
+    rule: Rule,
+    receiver: HttpReceiver,
+    client: WebhookClient,
+    schedule: RetrySchedule,
+    store: EndpointStore,
+    stats: Arc<EndpointStats>,
+}
+
+/// Where an attempt's delivery came from, which decides how its outcome is recorded.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Fresh from the log: these entries are acknowledged once the delivery is settled.
+    Log(Vec<String>),
+    /// From the retry set.
+    Retry,
+}
+
+/// What an attempt came to, as the loop needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Delivered,
+    Failed,
+    Gone,
+}
+
+impl HttpWorker {
+    /// A worker for endpoint `name`.
+    pub fn new(
+        name: String,
+        rule: Rule,
+        receiver: HttpReceiver,
+        client: WebhookClient,
+        store: EndpointStore,
+    ) -> HttpWorker {
+        let schedule = RetrySchedule::new(receiver.retry_schedule.clone());
+        HttpWorker {
+            name,
+            rule,
+            receiver,
+            client,
+            schedule,
+            store,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<EndpointStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Delivers until `shutdown` turns true, then lets the attempts in flight finish.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut in_flight: JoinSet<Settled> = JoinSet::new();
+        let mut circuit = Circuit::within(&self.receiver.retry_schedule);
+        let mut batch = Batch::default();
+        let mut last_claim: Option<Instant> = None;
+        let mut next_allowed = Instant::now();
+        while !*shutdown.borrow() {
+            while let Some(done) = in_flight.try_join_next() {
+                self.settle(done, &mut circuit);
+            }
+            if self.stats.disabled.load(Ordering::Relaxed) {
+                tracing::error!(endpoint = %self.name, "endpoint disabled: the receiver answered 410 Gone; its events stay in the log for notify recover");
+                break;
+            }
+            let now = Instant::now();
+            let slots = match circuit.admit(now) {
+                Admit::All => self.receiver.concurrency,
+                Admit::Probe => 1,
+                Admit::None => 0,
+            };
+            let room = slots.saturating_sub(in_flight.len());
+            if room == 0 || now < next_allowed {
+                tokio::select! {
+                    Some(done) = in_flight.join_next() => self.settle(done, &mut circuit),
+                    () = tokio::time::sleep(IDLE_TURN) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let started = match self.turn(room, &mut batch, &mut last_claim).await {
+                Ok(deliveries) => deliveries,
+                Err(error) => {
+                    tracing::warn!(endpoint = %self.name, %error, "Redis failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for (source, delivery) in started {
+                in_flight.spawn(self.attempt(source, delivery));
+                if let Some(rate) = self.receiver.rate_per_second {
+                    next_allowed = Instant::now() + Duration::from_secs(1) / rate;
+                }
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            self.settle(done, &mut circuit);
+        }
+    }
+
+    /// One turn of reading: the deliveries to start, at most `room`.
+    async fn turn(
+        &mut self,
+        room: usize,
+        batch: &mut Batch,
+        last_claim: &mut Option<Instant>,
+    ) -> Result<Vec<(Source, Delivery)>, redis::RedisError> {
+        let mut started: Vec<(Source, Delivery)> = self
+            .store
+            .take_due(room)
+            .await?
+            .into_iter()
+            .map(|delivery| (Source::Retry, delivery))
+            .collect();
+        if started.len() >= room {
+            return Ok(started);
+        }
+        let size = self.receiver.batch_size;
+        if last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY) {
+            *last_claim = Some(Instant::now());
+            let stale = self.store.claim_stale(size).await?;
+            self.gather(stale, batch).await?;
+        }
+        let wait = batch.wait_left(self.receiver.linger);
+        let fresh = self
+            .store
+            .read_new(size.saturating_sub(batch.len()).max(1), wait)
+            .await?;
+        self.gather(fresh, batch).await?;
+        if batch.len() >= size || batch.waited(self.receiver.linger) {
+            let (ids, events) = batch.take(size);
+            let id = webhook_id(&self.name, event_ids(&events).iter().map(String::as_str));
+            let delivery = Delivery {
+                id,
+                attempts: 0,
+                events,
+            };
+            started.push((Source::Log(ids), delivery));
+        }
+        Ok(started)
+    }
+
+    /// Adds the entries the rule wants to `batch`, and acknowledges the others.
+    async fn gather(
+        &mut self,
+        entries: Vec<LogEntry>,
+        batch: &mut Batch,
+    ) -> Result<(), redis::RedisError> {
+        let mut unwanted = Vec::new();
+        for entry in entries {
+            let wanted = entry.event.as_deref().is_some_and(|json| {
+                EventFacts::parse(json).is_ok_and(|facts| self.rule.matches(&facts))
+            });
+            match (wanted, entry.event) {
+                (true, Some(event)) => batch.push(entry.id, event),
+                _ => unwanted.push(entry.id),
+            }
+        }
+        self.store.acknowledge(&unwanted).await
+    }
+
+    /// The attempt of `delivery`, which records its outcome before it ends.
+    fn attempt(
+        &self,
+        source: Source,
+        delivery: Delivery,
+    ) -> impl std::future::Future<Output = Settled> + Send + 'static {
+        let client = self.client.clone();
+        let url: Url = self.receiver.url.clone();
+        let secrets: Vec<WebhookSecret> = self.receiver.secrets.clone();
+        let schedule = self.schedule.clone();
+        let mut store = self.store.clone();
+        let stats = Arc::clone(&self.stats);
+        let name = self.name.clone();
+        async move {
+            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let answer = client
+                .send(Attempt {
+                    url: &url,
+                    id: &delivery.id,
+                    body: delivery.body(),
+                    secrets: &secrets,
+                    headers: &[],
+                })
+                .await;
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let ids = match &source {
+                Source::Log(ids) => ids.as_slice(),
+                Source::Retry => &[],
+            };
+            let recorded = match answer.verdict {
+                Verdict::Delivered => {
+                    stats
+                        .delivered
+                        .fetch_add(delivery.events.len() as u64, Ordering::Relaxed);
+                    match source {
+                        Source::Log(_) => store.acknowledge(ids).await,
+                        Source::Retry => store.retry_done(&delivery).await,
+                    }
+                }
+                // Left where it is: the endpoint stops, and its events wait for recovery.
+                Verdict::Gone => return Settled::Gone,
+                Verdict::Retry { not_before } => {
+                    stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    let after = Delivery {
+                        attempts: delivery.attempts + 1,
+                        ..delivery.clone()
+                    };
+                    match schedule.wait_after_random(after.attempts as usize) {
+                        Some(wait) => {
+                            stats.retried.fetch_add(1, Ordering::Relaxed);
+                            let wait = wait.max(not_before.unwrap_or_default());
+                            let due = now_ms() + wait.as_millis() as u64;
+                            match source {
+                                Source::Log(_) => {
+                                    store.schedule_first_retry(&after, due, ids).await
+                                }
+                                Source::Retry => store.retry_again(&delivery, &after, due).await,
+                            }
+                        }
+                        None => {
+                            stats
+                                .dead_lettered
+                                .fetch_add(after.events.len() as u64, Ordering::Relaxed);
+                            tracing::warn!(endpoint = %name, id = %after.id, attempts = after.attempts, answer = %answer.detail, "delivery dead-lettered");
+                            let from_retry_set = matches!(source, Source::Retry);
+                            store
+                                .dead_letter(&delivery, from_retry_set, ids, &answer.detail)
+                                .await
+                        }
+                    }
+                }
+            };
+            if let Err(error) = recorded {
+                // The entries stay pending (or leased) and are taken up again: at least once.
+                tracing::warn!(endpoint = %name, %error, "could not record an attempt's outcome");
+            }
+            match answer.verdict {
+                Verdict::Delivered => Settled::Delivered,
+                _ => Settled::Failed,
+            }
+        }
+    }
+
+    fn settle(&self, done: Result<Settled, tokio::task::JoinError>, circuit: &mut Circuit) {
+        match done {
+            Ok(Settled::Delivered) => circuit.succeeded(),
+            Ok(Settled::Failed) => circuit.failed(Instant::now()),
+            Ok(Settled::Gone) => self.stats.disabled.store(true, Ordering::Relaxed),
+            // An attempt that panicked recorded nothing: its events are taken up again.
+            Err(error) => tracing::error!(endpoint = %self.name, %error, "an attempt failed"),
+        }
+        self.stats
+            .circuit_open
+            .store(circuit.is_open(), Ordering::Relaxed);
+    }
+}
+
+/// The events gathering for the next delivery.
+#[derive(Debug, Default)]
+struct Batch {
+    ids: Vec<String>,
+    events: Vec<String>,
+    first_at: Option<Instant>,
+}
+
+impl Batch {
+    fn push(&mut self, id: String, event: String) {
+        self.first_at.get_or_insert_with(Instant::now);
+        self.ids.push(id);
+        self.events.push(event);
+    }
+
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// How long a read may wait: what is left of the linger once a batch has begun.
+    fn wait_left(&self, linger: Duration) -> Duration {
+        self.first_at
+            .map_or(linger, |at| linger.saturating_sub(at.elapsed()))
+            .max(Duration::from_millis(1))
+    }
+
+    fn waited(&self, linger: Duration) -> bool {
+        self.first_at.is_some_and(|at| at.elapsed() >= linger)
+    }
+
+    /// The first `most` events, for a delivery; what is left starts the next batch.
+    fn take(&mut self, most: usize) -> (Vec<String>, Vec<String>) {
+        let rest_ids = self.ids.split_off(most.min(self.ids.len()));
+        let rest_events = self.events.split_off(most.min(self.events.len()));
+        let taken = (
+            std::mem::replace(&mut self.ids, rest_ids),
+            std::mem::replace(&mut self.events, rest_events),
+        );
+        if self.events.is_empty() {
+            self.first_at = None;
+        }
+        taken
+    }
+}
+
+/// The events' ids, for the delivery's `webhook-id`; an event without one contributes its
+/// whole text.
+fn event_ids(events: &[String]) -> Vec<String> {
+    events
+        .iter()
+        .map(|json| {
+            EventFacts::parse(json).map_or_else(|_| json.clone(), |facts| facts.mailtrack.event_id)
+        })
+        .collect()
+}

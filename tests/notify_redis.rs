@@ -1,0 +1,349 @@
+//! Notify's delivery loop over a real redis-server to real receivers on loopback: each
+//! endpoint gets exactly the events its rule wants, at least once, signed so that the
+//! `standardwebhooks` package verifies them; a receiver that is down gets everything once it
+//! is back; one that refuses everything ends with every event in its dead letters; and two
+//! processes on one endpoint share its work.
+
+mod support_receiver;
+mod support_redis;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use mailtrack::config::notify::{
+    HttpReceiver, PayloadFormat, RuleConfig, WebhookSecret, DEFAULT_RETRY_SCHEDULE,
+};
+use mailtrack::notify::http::{AddressPolicy, WebhookClient};
+use mailtrack::notify::redis_log::EndpointStore;
+use mailtrack::notify::worker::{EndpointStats, HttpWorker};
+use mailtrack::notify::Rule;
+
+use support_receiver::{verify_with_standardwebhooks, Received, Receiver, Reply};
+use support_redis::RedisServer;
+
+const STREAM: &str = "mailtrack:events";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Event `n`: a click tagged with a campaign (spring for even n) or, every third, an open.
+fn event(n: usize) -> (String, String) {
+    let id = format!("evt-{n:05}");
+    let json = if n.is_multiple_of(3) {
+        format!(
+            r#"{{"eventType":"Open","mail":{{"messageId":"m-{n}"}},"open":{{"ipAddress":"192.0.2.1","timestamp":"2026-12-02T06:00:00.000Z","userAgent":"Mail/1"}},"mailtrack":{{"eventId":"{id}","trackingDomain":"t.example","method":"GET","repair":"as_received"}}}}"#
+        )
+    } else {
+        let campaign = if n.is_multiple_of(2) {
+            "spring"
+        } else {
+            "autumn"
+        };
+        format!(
+            r#"{{"eventType":"Click","mail":{{"messageId":"m-{n}"}},"click":{{"ipAddress":"192.0.2.1","timestamp":"2026-12-02T06:00:00.000Z","userAgent":"Mail/1","link":"https://e.example/{n}","linkTags":{{"campaign":["{campaign}"]}}}},"mailtrack":{{"eventId":"{id}","trackingDomain":"t.example","method":"GET","repair":"as_received"}}}}"#
+        )
+    };
+    (id, json)
+}
+
+fn publish(redis: &RedisServer, range: std::ops::Range<usize>) {
+    for n in range {
+        let (_, json) = event(n);
+        let kind = if json.contains("\"Open\"") {
+            "Open"
+        } else {
+            "Click"
+        };
+        let _: String = redis.query(
+            redis::cmd("XADD")
+                .arg(STREAM)
+                .arg("*")
+                .arg("event")
+                .arg(&json)
+                .arg("type")
+                .arg(kind),
+        );
+    }
+}
+
+fn receiver_config(url: url::Url, schedule: Vec<Duration>) -> HttpReceiver {
+    HttpReceiver {
+        url,
+        secrets: vec![WebhookSecret::parse(SECRET).unwrap()],
+        format: PayloadFormat::StandardWebhooks,
+        timeout: Duration::from_millis(700),
+        batch_size: 25,
+        linger: Duration::from_millis(50),
+        concurrency: 4,
+        rate_per_second: None,
+        retry_schedule: schedule,
+        allow_private: true,
+    }
+}
+
+fn rule(types: &[&str], campaign: Option<&str>) -> Rule {
+    let mut tags = BTreeMap::new();
+    if let Some(campaign) = campaign {
+        tags.insert("campaign".to_owned(), BTreeSet::from([campaign.to_owned()]));
+    }
+    Rule::new(&RuleConfig {
+        event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+        tags,
+    })
+}
+
+/// A running worker, stopped on `stop`.
+struct Running {
+    stats: Arc<EndpointStats>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        // The worker holds the receiver until it returns.
+        let _ = self.stop.send(true);
+        self.task.await.unwrap();
+    }
+}
+
+async fn start(
+    redis: &RedisServer,
+    endpoint: &str,
+    consumer: &str,
+    rule: Rule,
+    receiver: HttpReceiver,
+) -> Running {
+    let store = EndpointStore::open(&redis.url(), STREAM, endpoint, consumer, receiver.linger)
+        .await
+        .unwrap();
+    let client = WebhookClient::new(receiver.timeout, AddressPolicy::AllowPrivate).unwrap();
+    let worker = HttpWorker::new(endpoint.to_owned(), rule, receiver, client, store);
+    let stats = worker.stats();
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(worker.run(stopped));
+    Running { stats, stop, task }
+}
+
+/// The event ids in `received` requests, each once, and how many came more than once.
+fn delivered(received: &[Received]) -> (BTreeSet<String>, usize) {
+    let mut seen = BTreeSet::new();
+    let mut duplicates = 0;
+    for request in received {
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&request.body).unwrap();
+        for event in events {
+            let id = event["mailtrack"]["eventId"].as_str().unwrap().to_owned();
+            if !seen.insert(id) {
+                duplicates += 1;
+            }
+        }
+    }
+    (seen, duplicates)
+}
+
+fn wanted(range: std::ops::Range<usize>, pick: impl Fn(&str) -> bool) -> BTreeSet<String> {
+    range
+        .map(event)
+        .filter(|(_, json)| pick(json))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_endpoint_gets_exactly_what_its_rule_wants_signed() {
+    let redis = RedisServer::start();
+    publish(&redis, 0..150);
+    let spring = Receiver::start(|_, _| Reply::status(200)).await;
+    let opens = Receiver::start(|_, _| Reply::status(204)).await;
+    let schedule = DEFAULT_RETRY_SCHEDULE.to_vec();
+    let a = start(
+        &redis,
+        "spring",
+        "p1",
+        rule(&["Click"], Some("spring")),
+        receiver_config(spring.url("/a"), schedule.clone()),
+    )
+    .await;
+    let b = start(
+        &redis,
+        "opens",
+        "p1",
+        rule(&["Open"], None),
+        receiver_config(opens.url("/b"), schedule),
+    )
+    .await;
+    publish(&redis, 150..300);
+    let want_spring = wanted(0..300, |j| j.contains("\"spring\""));
+    let want_opens = wanted(0..300, |j| j.contains("\"Open\""));
+    wait_for("every spring click", Duration::from_secs(20), || {
+        delivered(&spring.accepted()).0 == want_spring
+    })
+    .await;
+    wait_for("every open", Duration::from_secs(20), || {
+        delivered(&opens.accepted()).0 == want_opens
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    let (got, duplicates) = delivered(&spring.accepted());
+    assert_eq!(got, want_spring);
+    eprintln!("spring: {} events, {duplicates} duplicates", got.len());
+    assert!(spring.received().iter().all(|r| r.path == "/a"));
+    verify_with_standardwebhooks(SECRET, &spring.received());
+    verify_with_standardwebhooks(SECRET, &opens.received());
+    // Nothing left pending in either group.
+    for group in ["mailtrack-notify:spring", "mailtrack-notify:opens"] {
+        let pending: redis::Value = redis.query(redis::cmd("XPENDING").arg(STREAM).arg(group));
+        let redis::Value::Array(summary) = pending else {
+            panic!("{pending:?}")
+        };
+        assert_eq!(summary[0], redis::Value::Int(0), "{group}: {summary:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_down_for_a_while_gets_everything_once_it_is_back() {
+    let redis = RedisServer::start();
+    // Down: it answers 503 to everything for its first 3 seconds.
+    let up_at = Instant::now() + Duration::from_secs(3);
+    let receiver = Receiver::start(move |_, _| {
+        if Instant::now() < up_at {
+            Reply::status(503)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let schedule = vec![Duration::from_millis(200); 20];
+    let worker = start(
+        &redis,
+        "flaky",
+        "p1",
+        rule(&["Open", "Click"], None),
+        receiver_config(receiver.url("/"), schedule),
+    )
+    .await;
+    publish(&redis, 0..120);
+    let all = wanted(0..120, |_| true);
+    wait_for(
+        "every event after the outage",
+        Duration::from_secs(30),
+        || delivered(&receiver.accepted()).0 == all,
+    )
+    .await;
+    let stats = Arc::clone(&worker.stats);
+    worker.stop().await;
+    assert!(
+        stats.failed_attempts.load(Ordering::Relaxed) > 0,
+        "the outage was felt"
+    );
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    // Probed, not flooded: while it was down, the breaker held attempts back.
+    let during_outage = receiver.received().iter().filter(|_| true).count();
+    assert!(
+        during_outage < 120,
+        "{during_outage} requests for 120 events"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_refusing_everything_ends_with_every_event_dead_lettered() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start(|_, _| Reply::status(400)).await;
+    let schedule = vec![Duration::from_millis(100), Duration::from_millis(100)];
+    let mut config = receiver_config(receiver.url("/"), schedule);
+    config.batch_size = 10;
+    let worker = start(
+        &redis,
+        "refuser",
+        "p1",
+        rule(&["Open", "Click"], None),
+        config,
+    )
+    .await;
+    publish(&redis, 0..60);
+    let stats = Arc::clone(&worker.stats);
+    wait_for("every event dead-lettered", Duration::from_secs(60), || {
+        stats.dead_lettered.load(Ordering::Relaxed) == 60
+    })
+    .await;
+    worker.stop().await;
+    let dead: Vec<(String, Vec<(String, String)>)> = redis.query(
+        redis::cmd("XRANGE")
+            .arg(format!("{STREAM}:notify:refuser:dead"))
+            .arg("-")
+            .arg("+"),
+    );
+    let mut events = BTreeSet::new();
+    for (_, fields) in &dead {
+        let fields: BTreeMap<_, _> = fields.iter().cloned().collect();
+        let delivery: serde_json::Value = serde_json::from_str(&fields["delivery"]).unwrap();
+        assert_eq!(
+            delivery["attempts"], 2,
+            "three attempts: the first and two retries"
+        );
+        for event in delivery["events"].as_array().unwrap() {
+            let event: serde_json::Value = serde_json::from_str(event.as_str().unwrap()).unwrap();
+            events.insert(event["mailtrack"]["eventId"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        events,
+        wanted(0..60, |_| true),
+        "every event is a dead letter, none lost"
+    );
+    let retries: u64 =
+        redis.query(redis::cmd("ZCARD").arg(format!("{STREAM}:notify:refuser:retry")));
+    assert_eq!(retries, 0);
+}
+
+#[tokio::test]
+async fn two_processes_share_one_endpoint() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start(|_, _| Reply::status(200)).await;
+    let schedule = DEFAULT_RETRY_SCHEDULE.to_vec();
+    let one = start(
+        &redis,
+        "shared",
+        "p1",
+        rule(&["Open", "Click"], None),
+        receiver_config(receiver.url("/"), schedule.clone()),
+    )
+    .await;
+    let two = start(
+        &redis,
+        "shared",
+        "p2",
+        rule(&["Open", "Click"], None),
+        receiver_config(receiver.url("/"), schedule),
+    )
+    .await;
+    publish(&redis, 0..400);
+    let all = wanted(0..400, |_| true);
+    wait_for("every event", Duration::from_secs(20), || {
+        delivered(&receiver.accepted()).0 == all
+    })
+    .await;
+    let (by_one, by_two) = (
+        one.stats.delivered.load(Ordering::Relaxed),
+        two.stats.delivered.load(Ordering::Relaxed),
+    );
+    one.stop().await;
+    two.stop().await;
+    let (_, duplicates) = delivered(&receiver.accepted());
+    eprintln!("p1 delivered {by_one}, p2 {by_two}, duplicates {duplicates}");
+    assert!(
+        by_one > 0 && by_two > 0,
+        "both took part: {by_one} and {by_two}"
+    );
+}
