@@ -19,6 +19,7 @@ use mailtrack::config::notify::{
 };
 use mailtrack::notify::http::{AddressPolicy, WebhookClient};
 use mailtrack::notify::redis_log::EndpointStore;
+use mailtrack::notify::stream_worker::StreamWorker;
 use mailtrack::notify::worker::{EndpointStats, HttpWorker};
 use mailtrack::notify::Rule;
 
@@ -346,4 +347,56 @@ async fn two_processes_share_one_endpoint() {
         by_one > 0 && by_two > 0,
         "both took part: {by_one} and {by_two}"
     );
+}
+
+#[tokio::test]
+async fn a_stream_endpoint_gets_a_filtered_copy_on_another_redis() {
+    let events = RedisServer::start();
+    let queue = RedisServer::start();
+    publish(&events, 0..90);
+    let store = EndpointStore::open(
+        &events.url(),
+        STREAM,
+        "crm",
+        "p1",
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    let target = redis::Client::open(queue.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let worker = StreamWorker::new(
+        "crm".into(),
+        rule(&["Click"], None),
+        store,
+        target,
+        "crm:clicks".into(),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(worker.run(stopped));
+    publish(&events, 90..180);
+    let want = wanted(0..180, |j| j.contains("\"Click\""));
+    let copied = || -> BTreeSet<String> {
+        let entries: Vec<(String, Vec<(String, String)>)> =
+            queue.query(redis::cmd("XRANGE").arg("crm:clicks").arg("-").arg("+"));
+        entries
+            .iter()
+            .map(|(_, fields)| {
+                let fields: BTreeMap<_, _> = fields.iter().cloned().collect();
+                assert_eq!(fields["type"], "Click");
+                let event: serde_json::Value = serde_json::from_str(&fields["event"]).unwrap();
+                event["mailtrack"]["eventId"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    wait_for("every click copied", Duration::from_secs(20), || {
+        copied() == want
+    })
+    .await;
+    // The worker holds the receiver until it returns.
+    let _ = stop.send(true);
+    task.await.unwrap();
 }

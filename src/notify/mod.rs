@@ -16,6 +16,7 @@
 //!   dead letters, in Redis.
 //! - [`circuit`]: the breaker that probes a failing receiver rather than flooding it.
 //! - [`worker`]: one HTTP endpoint's delivery loop over the Redis stream.
+//! - [`stream_worker`]: a stream endpoint: a filtered copy of the events in another stream.
 
 pub mod circuit;
 pub mod http;
@@ -23,6 +24,7 @@ pub mod redis_log;
 pub mod rule;
 pub mod schedule;
 pub mod signature;
+pub mod stream_worker;
 pub mod worker;
 
 pub use rule::{EventFacts, Rule};
