@@ -8,8 +8,6 @@ mod support_receiver;
 mod support_redis;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -18,9 +16,10 @@ use mailtrack::config::notify::{
     HttpReceiver, PayloadFormat, RuleConfig, WebhookSecret, DEFAULT_RETRY_SCHEDULE,
 };
 use mailtrack::notify::http::{AddressPolicy, WebhookClient};
+use mailtrack::notify::metrics::{EndpointMetrics, NotifyMetrics};
 use mailtrack::notify::redis_log::EndpointStore;
 use mailtrack::notify::stream_worker::StreamWorker;
-use mailtrack::notify::worker::{EndpointStats, HttpWorker};
+use mailtrack::notify::worker::HttpWorker;
 use mailtrack::notify::Rule;
 
 use support_receiver::{verify_with_standardwebhooks, Received, Receiver, Reply};
@@ -97,7 +96,7 @@ fn rule(types: &[&str], campaign: Option<&str>) -> Rule {
 
 /// A running worker, stopped on `stop`.
 struct Running {
-    stats: Arc<EndpointStats>,
+    stats: EndpointMetrics,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -121,8 +120,15 @@ async fn start(
         .await
         .unwrap();
     let client = WebhookClient::new(receiver.timeout, AddressPolicy::AllowPrivate).unwrap();
-    let worker = HttpWorker::new(endpoint.to_owned(), rule, receiver, client, store);
-    let stats = worker.stats();
+    let stats = NotifyMetrics::default().endpoint(endpoint);
+    let worker = HttpWorker::new(
+        endpoint.to_owned(),
+        rule,
+        receiver,
+        client,
+        store,
+        stats.clone(),
+    );
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(worker.run(stopped));
     Running { stats, stop, task }
@@ -242,13 +248,10 @@ async fn a_receiver_down_for_a_while_gets_everything_once_it_is_back() {
         || delivered(&receiver.accepted()).0 == all,
     )
     .await;
-    let stats = Arc::clone(&worker.stats);
+    let stats = worker.stats.clone();
     worker.stop().await;
-    assert!(
-        stats.failed_attempts.load(Ordering::Relaxed) > 0,
-        "the outage was felt"
-    );
-    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    assert!(stats.failed_attempts.get() > 0, "the outage was felt");
+    assert_eq!(stats.dead_lettered.get(), 0);
     // Probed, not flooded: while it was down, the breaker held attempts back.
     let during_outage = receiver.received().iter().filter(|_| true).count();
     assert!(
@@ -273,9 +276,9 @@ async fn a_receiver_refusing_everything_ends_with_every_event_dead_lettered() {
     )
     .await;
     publish(&redis, 0..60);
-    let stats = Arc::clone(&worker.stats);
+    let stats = worker.stats.clone();
     wait_for("every event dead-lettered", Duration::from_secs(60), || {
-        stats.dead_lettered.load(Ordering::Relaxed) == 60
+        stats.dead_lettered.get() == 60
     })
     .await;
     worker.stop().await;
@@ -335,10 +338,7 @@ async fn two_processes_share_one_endpoint() {
         delivered(&receiver.accepted()).0 == all
     })
     .await;
-    let (by_one, by_two) = (
-        one.stats.delivered.load(Ordering::Relaxed),
-        two.stats.delivered.load(Ordering::Relaxed),
-    );
+    let (by_one, by_two) = (one.stats.delivered.get(), two.stats.delivered.get());
     one.stop().await;
     two.stop().await;
     let (_, duplicates) = delivered(&receiver.accepted());

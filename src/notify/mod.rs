@@ -14,12 +14,14 @@
 //!   check (no private address unless allowed, at start-up and at every connect).
 //! - [`redis_log`]: the events stream as an endpoint's consumer group, and its retry set and
 //!   dead letters, in Redis.
+//! - [`metrics`]: every endpoint's counters, for notify's admin listener.
 //! - [`circuit`]: the breaker that probes a failing receiver rather than flooding it.
 //! - [`worker`]: one HTTP endpoint's delivery loop over the Redis stream.
 //! - [`stream_worker`]: a stream endpoint: a filtered copy of the events in another stream.
 
 pub mod circuit;
 pub mod http;
+pub mod metrics;
 pub mod redis_log;
 pub mod rule;
 pub mod schedule;

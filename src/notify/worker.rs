@@ -18,8 +18,6 @@
 //!
 //! [`redis_log`]: super::redis_log
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -28,6 +26,7 @@ use url::Url;
 
 use super::circuit::{Admit, Circuit};
 use super::http::{Attempt, Verdict, WebhookClient};
+use super::metrics::EndpointMetrics;
 use super::redis_log::{now_ms, Delivery, EndpointStore, LogEntry};
 use super::rule::{EventFacts, Rule};
 use super::schedule::RetrySchedule;
@@ -40,25 +39,6 @@ pub const CLAIM_EVERY: Duration = Duration::from_secs(15);
 /// How long the loop rests when nothing may start (circuit open, all slots busy).
 const IDLE_TURN: Duration = Duration::from_millis(50);
 
-/// What one endpoint has done, for the metrics and the tests.
-#[derive(Debug, Default)]
-pub struct EndpointStats {
-    /// Events delivered (each counted once per successful attempt that carried it).
-    pub delivered: AtomicU64,
-    /// Attempts that failed.
-    pub failed_attempts: AtomicU64,
-    /// Deliveries put back for another attempt.
-    pub retried: AtomicU64,
-    /// Events whose delivery ran out of attempts.
-    pub dead_lettered: AtomicU64,
-    /// Attempts in flight now.
-    pub in_flight: AtomicU64,
-    /// Whether the circuit is open.
-    pub circuit_open: AtomicBool,
-    /// Whether a 410 disabled the endpoint.
-    pub disabled: AtomicBool,
-}
-
 /// One HTTP endpoint, ready to run.
 #[derive(Debug)]
 pub struct HttpWorker {
@@ -68,7 +48,7 @@ pub struct HttpWorker {
     client: WebhookClient,
     schedule: RetrySchedule,
     store: EndpointStore,
-    stats: Arc<EndpointStats>,
+    metrics: EndpointMetrics,
 }
 
 /// Where an attempt's delivery came from, which decides how its outcome is recorded.
@@ -89,13 +69,14 @@ enum Settled {
 }
 
 impl HttpWorker {
-    /// A worker for endpoint `name`.
+    /// A worker for endpoint `name`, counting into `metrics`.
     pub fn new(
         name: String,
         rule: Rule,
         receiver: HttpReceiver,
         client: WebhookClient,
         store: EndpointStore,
+        metrics: EndpointMetrics,
     ) -> HttpWorker {
         let schedule = RetrySchedule::new(receiver.retry_schedule.clone());
         HttpWorker {
@@ -105,13 +86,8 @@ impl HttpWorker {
             client,
             schedule,
             store,
-            stats: Arc::default(),
+            metrics,
         }
-    }
-
-    /// Its counters.
-    pub fn stats(&self) -> Arc<EndpointStats> {
-        Arc::clone(&self.stats)
     }
 
     /// Delivers until `shutdown` turns true, then lets the attempts in flight finish.
@@ -125,7 +101,7 @@ impl HttpWorker {
             while let Some(done) = in_flight.try_join_next() {
                 self.settle(done, &mut circuit);
             }
-            if self.stats.disabled.load(Ordering::Relaxed) {
+            if self.metrics.disabled.get() == 1 {
                 tracing::error!(endpoint = %self.name, "endpoint disabled: the receiver answered 410 Gone; its events stay in the log for notify recover");
                 break;
             }
@@ -236,10 +212,10 @@ impl HttpWorker {
         let secrets: Vec<WebhookSecret> = self.receiver.secrets.clone();
         let schedule = self.schedule.clone();
         let mut store = self.store.clone();
-        let stats = Arc::clone(&self.stats);
+        let metrics = self.metrics.clone();
         let name = self.name.clone();
         async move {
-            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            metrics.in_flight.inc();
             let answer = client
                 .send(Attempt {
                     url: &url,
@@ -249,16 +225,17 @@ impl HttpWorker {
                     headers: &[],
                 })
                 .await;
-            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            metrics.in_flight.dec();
+            if let Some(latency) = &metrics.attempt_seconds {
+                latency.observe(answer.latency.as_secs_f64());
+            }
             let ids = match &source {
                 Source::Log(ids) => ids.as_slice(),
                 Source::Retry => &[],
             };
             let recorded = match answer.verdict {
                 Verdict::Delivered => {
-                    stats
-                        .delivered
-                        .fetch_add(delivery.events.len() as u64, Ordering::Relaxed);
+                    metrics.delivered.inc_by(delivery.events.len() as u64);
                     match source {
                         Source::Log(_) => store.acknowledge(ids).await,
                         Source::Retry => store.retry_done(&delivery).await,
@@ -267,14 +244,14 @@ impl HttpWorker {
                 // Left where it is: the endpoint stops, and its events wait for recovery.
                 Verdict::Gone => return Settled::Gone,
                 Verdict::Retry { not_before } => {
-                    stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    metrics.failed_attempts.inc();
                     let after = Delivery {
                         attempts: delivery.attempts + 1,
                         ..delivery.clone()
                     };
                     match schedule.wait_after_random(after.attempts as usize) {
                         Some(wait) => {
-                            stats.retried.fetch_add(1, Ordering::Relaxed);
+                            metrics.retried.inc();
                             let wait = wait.max(not_before.unwrap_or_default());
                             let due = now_ms() + wait.as_millis() as u64;
                             match source {
@@ -285,9 +262,7 @@ impl HttpWorker {
                             }
                         }
                         None => {
-                            stats
-                                .dead_lettered
-                                .fetch_add(after.events.len() as u64, Ordering::Relaxed);
+                            metrics.dead_lettered.inc_by(after.events.len() as u64);
                             tracing::warn!(endpoint = %name, id = %after.id, attempts = after.attempts, answer = %answer.detail, "delivery dead-lettered");
                             let from_retry_set = matches!(source, Source::Retry);
                             store
@@ -312,13 +287,13 @@ impl HttpWorker {
         match done {
             Ok(Settled::Delivered) => circuit.succeeded(),
             Ok(Settled::Failed) => circuit.failed(Instant::now()),
-            Ok(Settled::Gone) => self.stats.disabled.store(true, Ordering::Relaxed),
+            Ok(Settled::Gone) => {
+                self.metrics.disabled.set(1);
+            }
             // An attempt that panicked recorded nothing: its events are taken up again.
             Err(error) => tracing::error!(endpoint = %self.name, %error, "an attempt failed"),
         }
-        self.stats
-            .circuit_open
-            .store(circuit.is_open(), Ordering::Relaxed);
+        self.metrics.circuit_open.set(i64::from(circuit.is_open()));
     }
 }
 
