@@ -400,3 +400,26 @@ async fn a_stream_endpoint_gets_a_filtered_copy_on_another_redis() {
     let _ = stop.send(true);
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn lag_counts_what_the_endpoint_has_not_read() {
+    let redis = RedisServer::start();
+    let mut store = EndpointStore::open(
+        &redis.url(),
+        STREAM,
+        "slow",
+        "p1",
+        Duration::from_millis(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.lag().await.unwrap(), (0, Duration::ZERO));
+    publish(&redis, 0..10);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (events, age) = store.lag().await.unwrap();
+    assert_eq!(events, 10);
+    assert!(age >= Duration::from_secs(1), "{age:?}");
+    let read = store.read_new(4, Duration::from_millis(10)).await.unwrap();
+    assert_eq!(read.len(), 4);
+    assert_eq!(store.lag().await.unwrap().0, 6);
+}

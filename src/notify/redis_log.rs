@@ -328,6 +328,57 @@ impl EndpointStore {
         transaction.exec_async(&mut self.writes).await
     }
 
+    /// How far the endpoint is behind the log: the entries it has not read, and the age of
+    /// the oldest of them (zero when it is caught up).
+    pub async fn lag(&mut self) -> Result<(u64, Duration), RedisError> {
+        let groups: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream)
+            .query_async(&mut self.writes)
+            .await?;
+        let mut lag = 0;
+        let mut last_read = String::from("0-0");
+        for group in groups {
+            let fields: std::collections::HashMap<String, redis::Value> =
+                redis::from_redis_value(group)?;
+            let is_ours = fields
+                .get("name")
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                == Some(self.group.clone());
+            if !is_ours {
+                continue;
+            }
+            // `lag` is nil when Redis cannot tell (after some deletions): count it as none.
+            lag = fields
+                .get("lag")
+                .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+                .unwrap_or(0);
+            if let Some(id) = fields.get("last-delivered-id") {
+                last_read = redis::from_redis_value_ref(id)?;
+            }
+        }
+        if lag == 0 {
+            return Ok((0, Duration::ZERO));
+        }
+        // The oldest unread entry is the first after the last one read.
+        let next: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(&self.stream)
+            .arg(format!("({last_read}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.writes)
+            .await?;
+        let written_ms = next
+            .first()
+            .and_then(|(id, _)| id.split('-').next()?.parse::<u64>().ok())
+            .unwrap_or_else(now_ms);
+        Ok((
+            lag,
+            Duration::from_millis(now_ms().saturating_sub(written_ms)),
+        ))
+    }
+
     /// How many dead letters the endpoint has.
     pub async fn dead_letters(&mut self) -> Result<u64, RedisError> {
         redis::cmd("XLEN")

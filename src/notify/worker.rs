@@ -36,6 +36,9 @@ use crate::config::notify::{HttpReceiver, WebhookSecret};
 /// How often entries left pending by other consumers are looked for.
 pub const CLAIM_EVERY: Duration = Duration::from_secs(15);
 
+/// How often the endpoint's lag behind the log is measured, for the metrics.
+pub const LAG_EVERY: Duration = Duration::from_secs(5);
+
 /// How long the loop rests when nothing may start (circuit open, all slots busy).
 const IDLE_TURN: Duration = Duration::from_millis(50);
 
@@ -97,7 +100,12 @@ impl HttpWorker {
         let mut batch = Batch::default();
         let mut last_claim: Option<Instant> = None;
         let mut next_allowed = Instant::now();
+        let mut last_lag: Option<Instant> = None;
         while !*shutdown.borrow() {
+            if last_lag.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+                last_lag = Some(Instant::now());
+                self.measure_lag().await;
+            }
             while let Some(done) = in_flight.try_join_next() {
                 self.settle(done, &mut circuit);
             }
@@ -280,6 +288,21 @@ impl HttpWorker {
                 Verdict::Delivered => Settled::Delivered,
                 _ => Settled::Failed,
             }
+        }
+    }
+
+    /// Brings the lag gauges up to date; a failure only leaves them as they were.
+    async fn measure_lag(&mut self) {
+        match self.store.lag().await {
+            Ok((events, age)) => {
+                self.metrics
+                    .lag_events
+                    .set(i64::try_from(events).unwrap_or(i64::MAX));
+                self.metrics
+                    .lag_seconds
+                    .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+            }
+            Err(error) => tracing::debug!(endpoint = %self.name, %error, "lag not measured"),
         }
     }
 
