@@ -11,6 +11,7 @@
 //! count falls to 0, so it holds at most `max_connections` entries; it is touched once when
 //! a connection is accepted and once when it closes, never per request.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -139,11 +140,11 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let admission = &self.admission;
         if self.client != ClientKey::UNCOUNTED {
-            let mut clients = admission.lock_clients();
-            if let Some(open) = clients.get_mut(&self.client) {
-                *open -= 1;
-                if *open == 0 {
-                    clients.remove(&self.client);
+            // One lookup for both the count and its removal.
+            if let Entry::Occupied(mut open) = admission.lock_clients().entry(self.client) {
+                *open.get_mut() -= 1;
+                if *open.get() == 0 {
+                    open.remove();
                 }
             }
         }
