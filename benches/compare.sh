@@ -61,8 +61,9 @@ SESSION_CACHE=${SESSION_CACHE:-shared:bench:10m}
 SERVER_CPU=0
 CLIENT_CPU=1
 
-# Ports on 127.0.0.1.
+# Ports on 127.0.0.1; each mailtrack has an admin port of its own, for /metrics.
 P_MT=18081 P_MT_TLS=18443 P_MT_REDIS=18082 P_MT_IDLE=18083
+P_MT_ADMIN=18181 P_MT_REDIS_ADMIN=18182 P_MT_IDLE_ADMIN=18183
 P_BARE=18091 P_BARE_TLS=18444
 P_NGX=18101 P_NGX_LUA=18102 P_NGX_TLS=18445 P_NGX_TLS_CHECK=18446 P_NGX_LUA_TLS=18447
 P_REDIS=16379
@@ -148,9 +149,10 @@ make_certificate() {
         -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 }
 
-# mailtrack_config FILE HTTP_PORT [HTTPS_PORT] [SINK]: a bench config beside the key ring.
+# mailtrack_config FILE HTTP_PORT ADMIN_PORT [HTTPS_PORT] [SINK]: a bench config beside the
+# key ring.
 mailtrack_config() {
-    local file=$1 http=$2 https=${3:-} sink=${4:-file} name
+    local file=$1 http=$2 admin=$3 https=${4:-} sink=${5:-file} name
     name=$(basename "$file" .toml)
     {
         echo '[tracking]'
@@ -160,11 +162,16 @@ mailtrack_config() {
         echo '[server]'
         echo "http = \"127.0.0.1:$http\""
         [ -n "$https" ] && echo "https = \"127.0.0.1:$https\""
-        # Room for the 10,000 idle connections, and long enough that they stay open.
+        # Room for the 10,000 idle connections, and long enough that they stay open. Every
+        # client here is 127.0.0.1: the per-client cap is as high, so it is counted (its cost
+        # is in every row) but never reached.
         echo 'max_connections = 50000'
+        echo 'max_connections_per_ip = 50000'
         echo 'header_read_timeout = 600'
         echo 'idle_timeout = 600'
         echo 'shutdown_grace = 1'
+        echo '[admin]'
+        echo "listen = \"127.0.0.1:$admin\""
         if [ -n "$https" ]; then
             echo '[[tls.certificate]]'
             echo 'cert = "cert.pem"'
@@ -312,9 +319,9 @@ main() {
 
     make_certificate
     "$mailtrack" keygen --id 1 >"$WORK/keys.toml"
-    mailtrack_config "$WORK/file.toml" "$P_MT" "$P_MT_TLS" file
-    mailtrack_config "$WORK/redis.toml" "$P_MT_REDIS" "" redis
-    mailtrack_config "$WORK/idle.toml" "$P_MT_IDLE" "" file
+    mailtrack_config "$WORK/file.toml" "$P_MT" "$P_MT_ADMIN" "$P_MT_TLS" file
+    mailtrack_config "$WORK/redis.toml" "$P_MT_REDIS" "$P_MT_REDIS_ADMIN" "" redis
+    mailtrack_config "$WORK/idle.toml" "$P_MT_IDLE" "$P_MT_IDLE_ADMIN" "" file
 
     # The links: one canonical, one in the 139 mail form (the path decoded once, as
     # `mailtrack::testing::Mangling::ClientDecodedOnce` makes it), checked with `decode`.
@@ -439,9 +446,9 @@ main() {
         # The file sink rotates at file_max_bytes: count every part.
         echo "events_file_lines=$(cat "$WORK"/data-file/events.jsonl* 2>/dev/null | wc -l)"
         # mailtrack's own count: anything spooled or dropped would make a row look faster.
-        echo "events_file_metrics=$(curl -s "http://127.0.0.1:$P_MT/metrics" | grep -E '^mailtrack_events_(delivered|spooled|dropped)' | tr '\n' ' ')"
+        echo "events_file_metrics=$(curl -s "http://127.0.0.1:$P_MT_ADMIN/metrics" | grep -E '^mailtrack_events_(delivered|spooled|dropped)' | tr '\n' ' ')"
         if [ -n "$redis_row" ]; then
-            echo "events_redis_metrics=$(curl -s "http://127.0.0.1:$P_MT_REDIS/metrics" | grep -E '^mailtrack_events_(delivered|spooled|dropped)' | tr '\n' ' ')"
+            echo "events_redis_metrics=$(curl -s "http://127.0.0.1:$P_MT_REDIS_ADMIN/metrics" | grep -E '^mailtrack_events_(delivered|spooled|dropped)' | tr '\n' ' ')"
         fi
         echo "events_stdout_lines=$(wc -l <"$WORK/mailtrack.out")"
         echo "redis_stream_length=$(redis-cli -p "$P_REDIS" XLEN mailtrack:bench 2>/dev/null || echo 0)"

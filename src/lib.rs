@@ -26,7 +26,8 @@
 //! - [`link`]: the link contract: message ids, tags, targets, the key ring, signing, and the
 //!   tolerant decoder with its repairs.
 //! - [`server`]: `mailtrack serve`: accept loop, TLS with SNI, routes, client addresses,
-//!   timeouts and limits, metrics, graceful drain.
+//!   timeouts and limits (the per-client connection cap among them), metrics, the admin
+//!   listener for operators, graceful drain.
 //! - [`events`]: the SES-shaped open and click events, the bounded queue that hands them
 //!   from the request path to the writer, the sinks (JSONL file, Redis stream, stdout), the
 //!   disk spool, and a stream consumer (`events tail`).

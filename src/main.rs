@@ -265,7 +265,7 @@ async fn serve(
             message: e.to_string(),
         })
     })?;
-    let listeners = match server::bind(&config.server, certificates).await {
+    let listeners = match server::bind(&config, certificates).await {
         Ok(listeners) => listeners,
         Err(e) => {
             pipeline.shutdown().await;

@@ -119,7 +119,7 @@ async fn one_client_of_one_message_records_at_most_its_budget() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let metrics = send(addr, None, Proto::Http1, "GET", "/metrics", &[])
+    let metrics = send(server.admin, None, Proto::Http1, "GET", "/metrics", &[])
         .await
         .text();
     while server.has_event() {

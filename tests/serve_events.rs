@@ -10,17 +10,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{click, try_send, Proto, ServeProcess};
+use common::{click, try_send, Proto, ServeProcess, ADMIN_ON_A_FREE_PORT};
 use support_redis::{stream_entries, RedisServer};
 
 const STREAM: &str = "mailtrack:events";
 
-/// A config in `dir` with the fixed test ring, plain HTTP on port 0 and the Redis sink.
+/// A config in `dir` with the fixed test ring, plain HTTP and the admin listener on port 0,
+/// and the Redis sink.
 fn write_config(dir: &Path, redis: &RedisServer, durability: &str) -> PathBuf {
     std::fs::write(dir.join("keys.toml"), mailtrack::testing::fixed_ring_toml()).unwrap();
     let config = dir.join("mailtrack.toml");
     let body = format!(
-        "[keys]\nfile = \"keys.toml\"\n[server]\nhttp = \"127.0.0.1:0\"\nshutdown_grace = 5\n\
+        "[keys]\nfile = \"keys.toml\"\n{ADMIN_ON_A_FREE_PORT}[server]\nhttp = \"127.0.0.1:0\"\nshutdown_grace = 5\n\
          [log]\nformat = \"json\"\n[events]\nsink = \"redis\"\nredis_url = \"{}\"\n\
          stream = \"{STREAM}\"\nspool_dir = \"spool\"\nsink_timeout_ms = 300\ndurability = \"{durability}\"\n",
         redis.url()

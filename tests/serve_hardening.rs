@@ -1,6 +1,6 @@
-//! Slow and idle clients, oversized heads: the limits that keep one client from hurting
-//! the others. Timeouts are configured short; speeds are only compared with a baseline
-//! measured in the same test.
+//! Slow and idle clients, oversized heads, one client holding many connections: the limits
+//! that keep one client from hurting the others. Timeouts are configured short; speeds are
+//! only compared with a baseline measured in the same test.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, send, try_send, Proto, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 const SLOW_CLIENTS: usize = 500;
@@ -254,12 +254,107 @@ async fn past_max_connections_new_ones_are_closed_at_once() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let reply = send(addr, None, Proto::Http1, "GET", "/healthz", &[]).await;
     assert_eq!(reply.status, 200);
-    let metrics = send(addr, None, Proto::Http1, "GET", "/metrics", &[])
+    let metrics = send(server.admin, None, Proto::Http1, "GET", "/metrics", &[])
         .await
         .text();
     assert!(
-        metrics.contains("mailtrack_connections_shed_total 1"),
+        metrics.contains("mailtrack_connections_shed_total{reason=\"max_connections\"} 1"),
         "{metrics}"
     );
+    server.stop().await;
+}
+
+/// A connection to `addr` from `source`, one of the loopback addresses (127.0.0.0/8 is all
+/// loopback on Linux), so that one test can be several clients.
+async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Whether the server serves `stream`: a request on it is answered 200. `false` when it was
+/// closed unanswered, as a connection over a cap is.
+async fn is_served(stream: &mut TcpStream) -> bool {
+    let request = b"GET /healthz HTTP/1.1\r\nHost: track.example.com\r\n\r\n";
+    if stream.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 1024];
+    match timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+        Ok(Err(_)) => false, // reset: closed with our request unread
+        Err(_) => panic!("neither answered nor closed within 5 s"),
+    }
+}
+
+/// A served connection from `source`, retried for up to 5 s while the server is still
+/// taking back the slots of connections just closed.
+async fn served_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let started = Instant::now();
+    loop {
+        let mut stream = connect_from(source, addr).await;
+        if is_served(&mut stream).await {
+            return stream;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{source} got no slot back within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_client_holds_at_most_max_connections_per_ip() {
+    const CAP: usize = 3;
+    let mut config = config("trusted_proxies = [\"127.0.0.3\"]\n");
+    config.server.max_connections_per_ip = CAP;
+    let server = TestServer::start(config).await;
+    let addr = server.http.unwrap();
+
+    let mut held = Vec::new();
+    for _ in 0..CAP {
+        let mut stream = connect_from("127.0.0.1", addr).await;
+        assert!(is_served(&mut stream).await, "within the cap");
+        held.push(stream);
+    }
+    let mut over = connect_from("127.0.0.1", addr).await;
+    assert!(
+        !is_served(&mut over).await,
+        "one over the cap is closed unanswered"
+    );
+
+    // Another client is not held to the first one's count.
+    let mut other = connect_from("127.0.0.2", addr).await;
+    assert!(
+        is_served(&mut other).await,
+        "a second client still connects"
+    );
+    // Nor is a trusted proxy, whatever it carries.
+    let mut proxied = Vec::new();
+    for _ in 0..CAP * 3 {
+        let mut stream = connect_from("127.0.0.3", addr).await;
+        assert!(is_served(&mut stream).await, "a trusted proxy is exempt");
+        proxied.push(stream);
+    }
+
+    let metrics = send(server.admin, None, Proto::Http1, "GET", "/metrics", &[])
+        .await
+        .text();
+    for line in [
+        "mailtrack_connections_shed_total{reason=\"max_connections_per_ip\"} 1",
+        "mailtrack_connections_shed_total{reason=\"max_connections\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    // Closing its connections gives the client its slots back, all of them.
+    drop(held);
+    let mut again = Vec::new();
+    for _ in 0..CAP {
+        again.push(served_from("127.0.0.1", addr).await);
+    }
+    let mut over = connect_from("127.0.0.1", addr).await;
+    assert!(!is_served(&mut over).await, "and the cap holds again");
     server.stop().await;
 }

@@ -1,6 +1,6 @@
 //! `mailtrack serve` over plain HTTP, with HTTP/1.1 and HTTP/2 (prior knowledge), over real
-//! sockets: redirects, the pixel, the interstitial, errors, health, metrics and the client
-//! address recorded in events.
+//! sockets: redirects, the pixel, the interstitial, errors, health, metrics (on the admin
+//! listener) and the client address recorded in events.
 
 mod common;
 
@@ -163,33 +163,36 @@ async fn head_works_and_other_methods_get_405() {
     assert!(server.stop().await.is_empty());
 }
 
+/// Health and readiness on the public listener, for a load balancer; the metrics only on the
+/// admin listener.
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let server = TestServer::start(config("")).await;
     let addr = server.http.unwrap();
-    assert_eq!(
-        send(addr, None, Proto::Http1, "GET", "/healthz", &[])
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send(addr, None, Proto::Http1, "GET", "/readyz", &[])
-            .await
-            .status,
-        200
-    );
+    for proto in PROTOS {
+        for path in ["/healthz", "/readyz"] {
+            let reply = send(addr, None, proto, "GET", path, &[]).await;
+            assert_eq!(reply.status, 200, "{proto:?} {path}");
+        }
+        let reply = send(addr, None, proto, "GET", "/metrics", &[]).await;
+        assert_eq!(
+            reply.status, 404,
+            "{proto:?}: no metrics on the public listener"
+        );
+        assert!(!reply.text().contains("mailtrack_"), "{}", reply.text());
+    }
     let mangled = Mangling::ClientDecodedOnce.apply(&click(DESTINATION_139, "m"));
     send(addr, None, Proto::Http1, "GET", &mangled, &[]).await;
     let tampered = click(DESTINATION, "m").replace("example.com", "evil.example");
     send(addr, None, Proto::Http1, "GET", &tampered, &[]).await;
-    let metrics = send(addr, None, Proto::Http2, "GET", "/metrics", &[])
-        .await
-        .text();
+    let reply = send(server.admin, None, Proto::Http1, "GET", "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    let metrics = reply.text();
     for line in [
         "mailtrack_requests_total{route=\"click\",status=\"302\"} 1",
         "mailtrack_requests_total{route=\"click\",status=\"200\"} 1",
-        "mailtrack_requests_total{route=\"readyz\",status=\"200\"} 1",
+        "mailtrack_requests_total{route=\"readyz\",status=\"200\"} 2",
+        "mailtrack_requests_total{route=\"other\",status=\"404\"} 2",
         "mailtrack_repairs_total{repair=\"decoded_once\"} 1",
         "mailtrack_unverified_total{reason=\"bad_mac\"} 1",
         "mailtrack_event_queue_depth 1",

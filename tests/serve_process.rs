@@ -1,5 +1,6 @@
-//! The `mailtrack serve` binary as an operator runs it: config errors (and a spool folder
-//! another process holds) exit 64 before binding, SIGTERM under load drains and exits 0
+//! The `mailtrack serve` binary as an operator runs it: config errors (an admin listener
+//! beyond loopback without a token among them, and a spool folder another process holds)
+//! exit 64 before binding, SIGTERM under load drains and exits 0
 //! with every answered click's event in the file sink, SIGHUP reloads the certificates.
 
 mod common;
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{click, send, try_send, Proto, ServeProcess, TestPki, BINARY};
+use common::{click, send, try_send, Proto, ServeProcess, TestPki, ADMIN_ON_A_FREE_PORT, BINARY};
 use mailtrack::events::Event;
 
 /// The same ring as `mailtrack::testing::fixed_ring`, as a file, so links from
@@ -18,10 +19,21 @@ fn write_ring(dir: &Path) {
     std::fs::write(dir.join("keys.toml"), mailtrack::testing::fixed_ring_toml()).unwrap();
 }
 
+/// A config in `dir` with the fixed ring and `body`; the admin listener on a free port unless
+/// `body` has an `[admin]` of its own.
 fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
     write_ring(dir);
     let path = dir.join("mailtrack.toml");
-    std::fs::write(&path, format!("[keys]\nfile = \"keys.toml\"\n{body}")).unwrap();
+    let admin = if body.contains("[admin]") {
+        ""
+    } else {
+        ADMIN_ON_A_FREE_PORT
+    };
+    std::fs::write(
+        &path,
+        format!("[keys]\nfile = \"keys.toml\"\n{admin}{body}"),
+    )
+    .unwrap();
     path
 }
 
@@ -54,6 +66,19 @@ fn bad_configs_exit_64_naming_the_key_before_binding() {
         (
             format!("[server]\nhttp = \"127.0.0.1:{port}\"\n[events]\nsink = \"redis\"\nredis_url = \"http://user:secret@127.0.0.1/\"\n"),
             "events.redis_url: not a usable Redis URL (scheme \"http\")",
+        ),
+        // An admin listener beyond loopback needs a token.
+        (
+            format!("[server]\nhttp = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"0.0.0.0:0\"\n"),
+            "admin.token_file: required when admin.listen (0.0.0.0:0) is not a loopback address",
+        ),
+        (
+            format!("[server]\nhttp = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"missing.token\"\n"),
+            "admin.token_file: ",
+        ),
+        (
+            format!("[server]\nhttp = \"127.0.0.1:{port}\"\nmax_connections_per_ip = 2000000\n"),
+            "server.max_connections_per_ip: 2000000 is more than",
         ),
     ];
     for (body, expected) in cases {

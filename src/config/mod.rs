@@ -6,8 +6,10 @@
 //! the embedded default, against `config/` under the current directory, as if the repository's
 //! copy had been named.
 //!
-//! Each section has its own file: [`server`], [`tls`], [`log`], [`events`], [`notify`].
+//! Each section has its own file: [`server`], [`admin`], [`tls`], [`log`], [`events`],
+//! [`notify`].
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,12 +18,14 @@ use url::Url;
 
 use crate::link::{describe_toml_error, KeyRing, KeyRingError, LinkSigner};
 
+pub mod admin;
 pub mod events;
 pub mod log;
 pub mod notify;
 pub mod server;
 pub mod tls;
 
+pub use admin::{AdminConfig, AdminToken};
 pub use events::{Durability, EventsConfig, RotatedRetention, SinkKind};
 pub use log::{LogConfig, LogFormat};
 pub use notify::NotifyConfig;
@@ -70,6 +74,8 @@ pub struct Config {
     pub generate_keys_if_missing: bool,
     /// Where and how `serve` listens.
     pub server: ServerConfig,
+    /// The operators' listener (`[admin]`).
+    pub admin: AdminConfig,
     /// The HTTPS certificates.
     pub tls: TlsConfig,
     /// How `serve` logs.
@@ -146,6 +152,8 @@ struct RawConfig {
     #[serde(default)]
     server: server::RawServer,
     #[serde(default)]
+    admin: admin::RawAdmin,
+    #[serde(default)]
     tls: tls::RawTls,
     #[serde(default)]
     log: log::RawLog,
@@ -202,6 +210,20 @@ impl Config {
         let refused = |(key, message)| invalid(key, message);
         let tracking = raw.tracking.validate().map_err(refused)?;
         let server = raw.server.validate().map_err(refused)?;
+        let admin = raw.admin.validate(folder).map_err(refused)?;
+        if let Some(public) = [server.http, server.https]
+            .into_iter()
+            .flatten()
+            .find(|public| same_port(*public, admin.listen))
+        {
+            return Err(invalid(
+                "admin.listen",
+                format!(
+                    "{} is also a public address ({public}); give it a port of its own",
+                    admin.listen
+                ),
+            ));
+        }
         let tls = raw
             .tls
             .validate(folder, server.https.is_some())
@@ -218,6 +240,7 @@ impl Config {
                 .generate_if_missing
                 .unwrap_or(DEFAULT_GENERATE_KEYS_IF_MISSING),
             server,
+            admin,
             tls,
             log,
             events,
@@ -292,6 +315,14 @@ impl RawTracking {
     }
 }
 
+/// Whether binding both `a` and `b` would fail: the same port (not 0, which picks a free one)
+/// on the same address, or on any address when either is the unspecified one.
+fn same_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// A ring with one throwaway key, only to check a base URL with [`LinkSigner::new`].
 fn empty_ring() -> KeyRing {
     // 32 distinct bytes (0x00 to 0x1f): any valid secret does; it never signs a real link.
@@ -317,6 +348,16 @@ mod tests {
         assert!(
             config.generate_keys_if_missing,
             "the shipped default runs from a fresh clone"
+        );
+        assert_eq!(
+            config.admin.listen,
+            admin::DEFAULT_ADMIN_LISTEN.parse().unwrap(),
+            "the admin listener is on loopback, so it needs no token"
+        );
+        assert!(config.admin.token.is_none());
+        assert_eq!(
+            config.server.max_connections_per_ip,
+            server::DEFAULT_MAX_CONNECTIONS_PER_IP
         );
     }
 
@@ -363,5 +404,16 @@ mod tests {
 
         let err = load("").unwrap_err();
         assert!(err.contains("missing field `keys`"), "{err}");
+
+        let err = load("[keys]\nfile = \"k\"\n[admin]\nlisten = \"0.0.0.0:9090\"\n").unwrap_err();
+        assert!(err.contains(": admin.token_file: required"), "{err}");
+
+        let err = load("[keys]\nfile = \"k\"\n[server]\nhttp = \"0.0.0.0:9090\"\n").unwrap_err();
+        assert!(
+            err.contains(": admin.listen: 127.0.0.1:9090 is also a public"),
+            "{err}"
+        );
+        let ports_0 = "[keys]\nfile = \"k\"\n[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+        assert!(load(ports_0).is_ok(), "port 0 is a fresh port each time");
     }
 }

@@ -1,21 +1,23 @@
 //! The accept loop: one per listening socket. It takes connections, holds the server to
-//! `max_connections`, and on shutdown stops accepting and waits for its connections to drain.
+//! `max_connections` and each client to `max_connections_per_ip` (see `admission`), and on
+//! shutdown stops accepting and waits for its connections to drain.
 //!
-//! At the limit a new connection is accepted and closed at once (and counted as shed), not
-//! left in the kernel's backlog. A full backlog makes every new client, including normal
-//! ones, wait for a SYN retry measured in seconds; a closed connection fails fast and the
-//! client (or CDN) retries on a fresh one, while the connections already open are served as
-//! before.
+//! Over either cap a new connection is accepted and closed at once (and counted as shed, by
+//! the cap), not left in the kernel's backlog. A full backlog makes every new client,
+//! including normal ones, wait for a SYN retry measured in seconds; a closed connection fails
+//! fast and the client (or CDN) retries on a fresh one, while the connections already open
+//! are served as before.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::Admission;
+use super::client_ip::LoggedIp;
 use super::connection::{self, ConnectionContext};
 
 /// How long to pause after a failed `accept`. The usual cause is running out of file
@@ -67,7 +69,7 @@ impl Listener {
 /// period and drops whatever is left.
 pub(crate) async fn accept_loop(
     listener: Listener,
-    limit: Arc<Semaphore>,
+    admission: Arc<Admission>,
     context: ConnectionContext,
 ) {
     let mut shutdown = context.shutdown.clone();
@@ -80,14 +82,22 @@ pub(crate) async fn accept_loop(
         tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                        context.state.shared().metrics.connection_shed();
-                        tracing::debug!("at max_connections: closing a new connection");
-                        continue; // `stream` is dropped here, which closes it.
+                    let slot = match admission.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(refused) => {
+                            let shared = context.state.shared();
+                            shared.metrics.connection_shed(refused.as_str());
+                            tracing::debug!(
+                                cap = refused.as_str(),
+                                client = %LoggedIp::new(peer.ip(), shared.full_client_ip),
+                                "over a connection cap: closing a new connection"
+                            );
+                            continue; // `stream` is dropped here, which closes it.
+                        }
                     };
                     // Small answers go out at once; failure only costs latency.
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(stream, peer, context.clone(), permit));
+                    connections.spawn(connection::serve(stream, peer, context.clone(), slot));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed; pausing");
@@ -104,7 +114,7 @@ pub(crate) async fn accept_loop(
 }
 
 /// Waits for `connections` for at most `grace`, then aborts the rest.
-async fn drain(mut connections: JoinSet<()>, grace: Duration) {
+pub(crate) async fn drain(mut connections: JoinSet<()>, grace: Duration) {
     let all_done = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, all_done).await.is_err() {
         tracing::warn!(

@@ -57,8 +57,8 @@ impl ClientIpPolicy {
 }
 
 /// An IPv4 address that arrived mapped into IPv6 (a dual-stack socket) as plain IPv4, so
-/// that IPv4 ranges match it.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// that IPv4 ranges match it (and the per-client cap counts it as IPv4).
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

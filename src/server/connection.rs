@@ -35,10 +35,11 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::ConnectionSlot;
 use super::routes::{self, Answer, Reply};
 use super::state::{Limits, State};
 
@@ -111,7 +112,7 @@ pub(crate) struct ConnectionContext {
 }
 
 /// Serves one accepted connection until it closes, times out, or is drained, then gives
-/// back `permit`, its place under `max_connections`.
+/// back `permit`, its place under `max_connections` and `max_connections_per_ip`.
 ///
 /// Not an `async fn`: a task stores its whole future for as long as the connection is open,
 /// and an `async fn`'s future keeps room for every argument and local, even those moved on
@@ -121,7 +122,7 @@ pub(crate) fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     context: ConnectionContext,
-    permit: OwnedSemaphorePermit,
+    permit: ConnectionSlot,
 ) -> impl Future<Output = ()> + Send {
     let ConnectionContext {
         state,

@@ -11,8 +11,11 @@
 //!   `[events] budget_per_minute`.
 //! - `mailtrack_event_budget_untracked_total`: events recorded without a budget because the
 //!   budget's table was full (see `event_budget`).
-//! - `mailtrack_connections_shed_total`: connections closed at once because the server was
-//!   at `max_connections`.
+//! - `mailtrack_connections_shed_total{reason}`: connections closed at once, by the cap they
+//!   were over: `max_connections`, `max_connections_per_ip`, or `admin` (the admin
+//!   listener's own).
+//! - `mailtrack_admin_requests_total{route, status}`: every answer of the admin listener,
+//!   401s included.
 //!
 //! - From the events pipeline, read at scrape time: `mailtrack_events_delivered_total`,
 //!   `mailtrack_events_spooled_total`, `mailtrack_events_replayed_total`,
@@ -55,9 +58,10 @@ pub struct Metrics {
     repairs: Family<RepairLabel, Counter>,
     unverified: Family<ReasonLabel, Counter>,
     events_dropped: Family<ReasonLabel, Counter>,
-    connections_shed: Counter,
     over_budget: Counter,
     budget_untracked: Counter,
+    connections_shed: Family<ReasonLabel, Counter>,
+    admin_requests: Family<RequestLabels, Counter>,
     queue_depth: Gauge,
     pipeline: PipelineMetrics,
     hot: HotCounters,
@@ -185,9 +189,10 @@ impl Default for Metrics {
         let repairs = Family::<RepairLabel, Counter>::default();
         let unverified = Family::<ReasonLabel, Counter>::default();
         let events_dropped = Family::<ReasonLabel, Counter>::default();
-        let connections_shed = Counter::default();
         let over_budget = Counter::default();
         let budget_untracked = Counter::default();
+        let connections_shed = Family::<ReasonLabel, Counter>::default();
+        let admin_requests = Family::<RequestLabels, Counter>::default();
         let queue_depth = Gauge::default();
         registry.register(
             "requests",
@@ -211,8 +216,18 @@ impl Default for Metrics {
         );
         registry.register(
             "connections_shed",
-            "Connections closed at once because max_connections were open",
+            "Connections closed at once, by the cap they were over",
             connections_shed.clone(),
+        );
+        // Both public caps show from the start, at 0, so an alert on them has a series.
+        for reason in ["max_connections", "max_connections_per_ip"] {
+            // Creating the series is the point; the read guard it returns is let go at once.
+            drop(connections_shed.get_or_create(&ReasonLabel { reason }));
+        }
+        registry.register(
+            "admin_requests",
+            "Admin listener answers, by route and status",
+            admin_requests.clone(),
         );
         registry.register(
             "events_over_budget",
@@ -241,6 +256,7 @@ impl Default for Metrics {
             connections_shed,
             over_budget,
             budget_untracked,
+            admin_requests,
             queue_depth,
             pipeline,
             hot,
@@ -292,9 +308,18 @@ impl Metrics {
         self.budget_untracked.inc();
     }
 
-    /// Counts a connection closed because the server was full.
-    pub fn connection_shed(&self) {
-        self.connections_shed.inc();
+    /// Counts a connection closed at once, over the cap named by `reason`.
+    pub fn connection_shed(&self, reason: &'static str) {
+        self.connections_shed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts an admin listener answer.
+    pub fn admin_request(&self, route: &'static str, status: u16) {
+        self.admin_requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
     }
 
     /// Everything in Prometheus' text format, with the queue depth and the events pipeline's
@@ -327,6 +352,8 @@ mod tests {
         metrics.repair("decoded_once");
         metrics.unverified("bad_mac");
         metrics.event_dropped("full");
+        metrics.connection_shed("max_connections_per_ip");
+        metrics.admin_request("metrics", 401);
         let snapshot = StatsSnapshot {
             spooled: 5,
             dropped: 2,
@@ -360,6 +387,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("mailtrack_event_queue_depth 7"), "{text}");
+        assert!(
+            text.contains("mailtrack_connections_shed_total{reason=\"max_connections\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_connections_shed_total{reason=\"max_connections_per_ip\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_admin_requests_total{route=\"metrics\",status=\"401\"} 1"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -4,16 +4,21 @@
 //! plain HTTP (behind a CDN) or with its own certificates, and hands each verified open or
 //! click to the event queue without waiting on it.
 //!
+//! Operators reach it on a listener of their own, [`admin`] (`/metrics`, and later the
+//! rewrite API), apart from the public listeners that mail clients reach.
+//!
 //! [`run`] takes the listeners, the shared [`State`] and a shutdown future. When the future
-//! completes: every listener stops accepting; connections are told to close after their
-//! current request (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`); whatever is still open
-//! after `shutdown_grace` is dropped. Every answered request has queued its event before its
-//! answer was written, so once `run` returns and the last [`State`] is gone, the queue's
-//! receiver sees every event and then its end.
+//! completes: every listener, the admin one too, stops accepting; connections are told to
+//! close after their current request (HTTP/1 `Connection: close`, HTTP/2 `GOAWAY`); whatever
+//! is still open after `shutdown_grace` is dropped. Every answered request has queued its
+//! event before its answer was written, so once `run` returns and the last [`State`] is
+//! gone, the queue's receiver sees every event and then its end.
 //!
 //! # Layout
 //!
-//! - [`accept`]: the accept loop, the connection limit, draining.
+//! - [`accept`]: the accept loop, draining.
+//! - `admission`: the connection caps, `max_connections` and `max_connections_per_ip`.
+//! - [`admin`]: the admin listener: its routes, bearer token, JSON errors.
 //! - [`connection`]: one connection: TLS handshake, HTTP/1.1 + HTTP/2, timeouts.
 //! - [`tls`]: the rustls configuration.
 //! - [`certificates`]: PEM loading, SNI selection, reload.
@@ -31,12 +36,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::ServerConfig;
+use crate::config::Config;
 
 pub mod accept;
+pub mod admin;
+mod admission;
 pub mod certificates;
 pub mod client_ip;
 pub mod connection;
@@ -50,6 +57,7 @@ pub mod state;
 pub mod tls;
 
 pub use accept::Listener;
+pub use admin::AdminListener;
 pub use certificates::{CertificateError, CertificateStore};
 pub use metrics::Metrics;
 pub use state::{Limits, State};
@@ -74,22 +82,33 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
 }
 
-/// Binds the addresses in `config`: plain HTTP, and HTTPS presenting `certificates`
-/// (required when `config.https` is set).
+/// The bound sockets [`run`] serves.
+#[derive(Debug)]
+pub struct Listeners {
+    /// What mail clients reach: plain HTTP and/or HTTPS.
+    pub public: Vec<Listener>,
+    /// What operators reach.
+    pub admin: AdminListener,
+}
+
+/// Binds the addresses in `config`: `[server]`'s plain HTTP, and HTTPS presenting
+/// `certificates` (required when `server.https` is set); then `[admin] listen`.
 pub async fn bind(
-    config: &ServerConfig,
+    config: &Config,
     certificates: Option<Arc<CertificateStore>>,
-) -> Result<Vec<Listener>, ServerError> {
-    let mut listeners = Vec::new();
-    if let Some(addr) = config.http {
-        listeners.push(Listener::plain(bind_tcp(addr).await?));
+) -> Result<Listeners, ServerError> {
+    let server = &config.server;
+    let mut public = Vec::new();
+    if let Some(addr) = server.http {
+        public.push(Listener::plain(bind_tcp(addr).await?));
     }
-    if let Some(addr) = config.https {
+    if let Some(addr) = server.https {
         let store = certificates.ok_or(CertificateError::Empty)?;
         let acceptor = tls::acceptor(store)?;
-        listeners.push(Listener::tls(bind_tcp(addr).await?, acceptor));
+        public.push(Listener::tls(bind_tcp(addr).await?, acceptor));
     }
-    Ok(listeners)
+    let admin = admin::bind(&config.admin).await?;
+    Ok(Listeners { public, admin })
 }
 
 async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -101,24 +120,40 @@ async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 /// Serves `listeners` until `shutdown` completes, then drains (see the module docs).
 ///
 /// Returns when every connection has closed or been dropped at the end of the grace period.
-pub async fn run(listeners: Vec<Listener>, state: State, shutdown: impl Future<Output = ()>) {
+pub async fn run(listeners: Listeners, state: State, shutdown: impl Future<Output = ()>) {
     let limits = state.limits();
     let (stop, stopped) = watch::channel(false);
+    let mut loops = JoinSet::new();
+    let admin = listeners.admin;
+    if let Ok(addr) = admin.local_addr() {
+        tracing::info!(%addr, token = admin.has_token(), "admin listening");
+    }
+    loops.spawn(admin::accept_loop(admin, state.clone(), stopped.clone()));
+    if limits.max_connections_per_ip >= limits.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            max_connections_per_ip = limits.max_connections_per_ip,
+            "server.max_connections_per_ip is not below server.max_connections: one client \
+             can hold every connection; lower it with max_connections"
+        );
+    }
+    // One admission for every public listener: a client's connections count together,
+    // whichever listener they reach.
+    let trusted_proxies = state.shared().client_ip.trusted_proxies.clone();
+    let admission = admission::Admission::new(&limits, trusted_proxies);
     let context = connection::ConnectionContext {
         builder: Arc::new(connection::http_builder()),
         state,
         tls: None,
         shutdown: stopped,
     };
-    let limit = Arc::new(Semaphore::new(limits.max_connections));
-    let mut loops = JoinSet::new();
-    for listener in listeners {
+    for listener in listeners.public {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, tls = listener.is_tls(), "listening");
         }
         loops.spawn(accept::accept_loop(
             listener,
-            Arc::clone(&limit),
+            Arc::clone(&admission),
             context.clone(),
         ));
     }

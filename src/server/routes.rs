@@ -8,8 +8,9 @@
 //!   page. Nothing unverified is ever answered with a 3xx.
 //! - HTTP/1.1 without exactly one `Host`: the 400 page (RFC 9112, section 3.2).
 //! - `GET|HEAD /CI0/…`, `/I0/…`: always the 1×1 GIF; an event only when it verifies.
-//! - `/healthz`, `/readyz`, `/metrics`.
-//! - Anything else 404; a method other than GET or HEAD 405.
+//! - `/healthz`, `/readyz`, for a load balancer.
+//! - Anything else 404 (`/metrics` too: it is on the admin listener, [`super::admin`]); a
+//!   method other than GET or HEAD 405.
 //!
 //! Links are decoded from the raw request-target exactly as received: hyper keeps the path
 //! and query as bytes and decodes no `%`-escapes.
@@ -135,7 +136,6 @@ fn route<B>(
             );
             return ("readyz", answer, None);
         }
-        "/metrics" => return ("metrics", metrics(shared), None),
         _ => {}
     }
     match LinkKind::split_route(target) {
@@ -346,19 +346,6 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn metrics(shared: &Shared) -> Answer {
-    let snapshot = shared.pipeline.as_ref().map(|p| p.snapshot());
-    let body = shared
-        .metrics
-        .encode(shared.events.depth(), snapshot.as_ref());
-    let mut answer = Response::new(Full::new(Bytes::from(body)));
-    answer.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    answer
 }
 
 /// A HEAD answer: the GET answer's headers and length, no body. hyper drops the body of a

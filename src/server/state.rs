@@ -23,6 +23,9 @@ pub struct State {
 pub struct Limits {
     /// The most connections open at once.
     pub max_connections: usize,
+    /// The most one client (an IPv4 address or IPv6 /64, not a trusted proxy) may hold open
+    /// at once; 0: no such cap.
+    pub max_connections_per_ip: usize,
     /// From connect until the request headers are complete.
     pub header_read_timeout: Duration,
     /// How long a connection may be idle.
@@ -88,6 +91,7 @@ impl State {
             },
             limits: Limits {
                 max_connections: server.max_connections,
+                max_connections_per_ip: server.max_connections_per_ip,
                 header_read_timeout: server.header_read_timeout,
                 idle_timeout: server.idle_timeout,
                 shutdown_grace: server.shutdown_grace,

@@ -32,17 +32,19 @@ use mailtrack::Config;
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mailtrack");
 
 /// A spawned `mailtrack serve` with a JSON log, and the addresses it listens on (with whether
-/// each is TLS), read from that log. Killed when dropped, so that a test that fails before
-/// stopping it does not leave it running after the test run.
+/// each is TLS), read from that log, and its admin listener's. Killed when dropped, so that a
+/// test that fails before stopping it does not leave it running after the test run.
 pub struct ServeProcess {
     child: Child,
     pub addrs: Vec<(SocketAddr, bool)>,
+    pub admin: Option<SocketAddr>,
 }
 
 impl ServeProcess {
-    /// Runs `mailtrack serve --config CONFIG`, whose `[log] format` must be `json`, and waits
-    /// until it listens on `listeners` addresses. Its log lines are copied to standard error,
-    /// marked `serve:`.
+    /// Runs `mailtrack serve --config CONFIG`, whose `[log] format` must be `json` and whose
+    /// `[admin] listen` must be on port 0 (many run at once), and waits until it listens on
+    /// `listeners` public addresses and its admin address. Its log lines are copied to
+    /// standard error, marked `serve:`.
     pub fn spawn(config: &Path, listeners: usize) -> ServeProcess {
         let mut child = Command::new(BINARY)
             .args(["serve", "--config"])
@@ -56,6 +58,7 @@ impl ServeProcess {
         let mut served = ServeProcess {
             child,
             addrs: Vec::new(),
+            admin: None,
         };
         let (lines, received) = mpsc::channel();
         std::thread::spawn(move || {
@@ -65,16 +68,20 @@ impl ServeProcess {
                 let _ = lines.send(line);
             }
         });
-        while served.addrs.len() < listeners {
+        while served.addrs.len() < listeners || served.admin.is_none() {
             let line = received
                 .recv_timeout(Duration::from_secs(20))
                 .expect("a listening line");
             // Every config spawned here logs JSON; a line that is not is a failure to see.
             let json: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("serve logs JSON lines, not {line:?}: {e}"));
+            let addr = || json["addr"].as_str().unwrap().parse().unwrap();
             if json["message"] == "listening" {
-                let addr = json["addr"].as_str().unwrap().parse().unwrap();
-                served.addrs.push((addr, json["tls"].as_bool().unwrap()));
+                served.addrs.push((addr(), json["tls"].as_bool().unwrap()));
+            } else if json["message"] == "admin listening" {
+                let admin: SocketAddr = addr();
+                assert_ne!(admin.port(), 9090, "tests never take the fixed 9090");
+                served.admin = Some(admin);
             }
         }
         served
@@ -83,6 +90,11 @@ impl ServeProcess {
     /// The first address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0].0
+    }
+
+    /// Its admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.unwrap()
     }
 
     /// Sends it a signal with kill(1): `"-TERM"`, `"-HUP"`.
@@ -121,9 +133,16 @@ impl Drop for ServeProcess {
     }
 }
 
-/// A config for tests: plain HTTP on a free port of 127.0.0.1, plus `extra` TOML.
+/// The `[admin]` table every config here has: a free port, never the fixed default, since
+/// many servers run at once.
+pub const ADMIN_ON_A_FREE_PORT: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+/// A config for tests: plain HTTP and the admin listener on free ports of 127.0.0.1, plus
+/// `extra` TOML (which continues `[server]`).
 pub fn config(extra: &str) -> Config {
-    let text = format!("[keys]\nfile = \"keys.toml\"\n[server]\nhttp = \"127.0.0.1:0\"\n{extra}");
+    let text = format!(
+        "[keys]\nfile = \"keys.toml\"\n{ADMIN_ON_A_FREE_PORT}[server]\nhttp = \"127.0.0.1:0\"\n{extra}"
+    );
     Config::from_toml(&text, Path::new("test.toml")).expect("the test config is valid")
 }
 
@@ -131,6 +150,7 @@ pub fn config(extra: &str) -> Config {
 pub struct TestServer {
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    pub admin: SocketAddr,
     pub store: Option<Arc<CertificateStore>>,
     pub events: EventReceiver,
     stop: Option<oneshot::Sender<()>>,
@@ -138,13 +158,16 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts `config` on port 0 (HTTPS too when it has certificates).
+    /// Starts `config` on port 0 (HTTPS too when it has certificates), and its admin
+    /// listener.
     pub async fn start(config: Config) -> TestServer {
         let store = (!config.tls.certificates.is_empty())
             .then(|| Arc::new(CertificateStore::load(&config.tls.certificates).unwrap()));
-        let listeners = server::bind(&config.server, store.clone()).await.unwrap();
+        let listeners = server::bind(&config, store.clone()).await.unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
         let addr_of = |tls: bool| {
             listeners
+                .public
                 .iter()
                 .find(|l| l.is_tls() == tls)
                 .map(|l| l.local_addr().unwrap())
@@ -160,6 +183,7 @@ impl TestServer {
         TestServer {
             http,
             https,
+            admin,
             store,
             events,
             stop: Some(stop),

@@ -1,0 +1,178 @@
+//! The admin listener: the home of every operator and API route, on an address of its own
+//! (`[admin] listen`, loopback by default), apart from the public listeners that mail
+//! clients reach. It serves `/metrics` now; the rewrite API (`/v1/…`) and notify's operations
+//! go here too, each a line in [`router::ROUTES`].
+//!
+//! Beyond loopback a bearer token guards it ([`auth`]). Every answer it cannot give is JSON,
+//! `{"error": "..."}` ([`AdminError`]). A route gets its request with the body already read,
+//! bounded by `admin.max_body_bytes` and [`body::BODY_READ_TIMEOUT`].
+//!
+//! It has its own accept loop and connections, HTTP/1.1 only (what Prometheus, curl and
+//! scripts speak), so the public listeners' hot path carries nothing for it. At most
+//! [`ADMIN_MAX_CONNECTIONS`] are open at once; each has `header_read_timeout` for every
+//! request head, idle waits included. On shutdown it stops accepting and drains with the
+//! public listeners, under the same grace period.
+//!
+//! # Layout
+//!
+//! - [`router`]: the route table, the token check, 404/405, the bounded body.
+//! - [`auth`]: `Authorization: Bearer`.
+//! - [`body`]: reading a body whole, bounded in size and time.
+//! - [`error`]: the JSON errors.
+//! - `operator`: the operators' routes (`/metrics`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::accept::{drain, ACCEPT_ERROR_BACKOFF};
+use super::connection::MAX_HTTP1_BUFFER;
+use super::state::State;
+use super::ServerError;
+use crate::config::{AdminConfig, AdminToken};
+
+pub mod auth;
+pub mod body;
+pub mod error;
+mod operator;
+pub mod router;
+
+pub use error::AdminError;
+
+/// The most admin connections open at once: a scraper, a deploy script and an operator's
+/// shell need a few; 64 leaves room for bursts of API calls, and keeps a port that may face
+/// more than this machine from being a way around `max_connections`. Past it, a new
+/// connection is closed at once and counted as shed (`reason="admin"`).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// The bound admin socket, with what its routes need from `[admin]`.
+#[derive(Debug)]
+pub struct AdminListener {
+    tcp: TcpListener,
+    token: Option<AdminToken>,
+    max_body_bytes: usize,
+}
+
+impl AdminListener {
+    /// The address it is bound to (tests bind port 0 and ask).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Whether requests need the bearer token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+}
+
+/// What every admin request is answered with: the server's state, the token, the body cap.
+pub struct AdminContext {
+    pub(crate) state: State,
+    token: Option<AdminToken>,
+    max_body_bytes: usize,
+}
+
+/// Binds `[admin] listen`.
+pub async fn bind(config: &AdminConfig) -> Result<AdminListener, ServerError> {
+    let addr = config.listen;
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok(AdminListener {
+        tcp,
+        token: config.token.clone(),
+        max_body_bytes: config.max_body_bytes,
+    })
+}
+
+/// Accepts admin connections until `shutdown`, then drains them as the public listeners do.
+pub(crate) async fn accept_loop(
+    listener: AdminListener,
+    state: State,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = state.limits();
+    let AdminListener {
+        tcp,
+        token,
+        max_body_bytes,
+    } = listener;
+    let context = Arc::new(AdminContext {
+        state,
+        token,
+        max_body_bytes,
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HTTP1_BUFFER);
+    let builder = Arc::new(builder);
+    let open = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = tcp.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                        context.state.shared().metrics.connection_shed("admin");
+                        tracing::debug!("at the admin connection cap: closing a new connection");
+                        continue; // `stream` is dropped here, which closes it.
+                    };
+                    connections.spawn(serve(
+                        stream,
+                        Arc::clone(&context),
+                        Arc::clone(&builder),
+                        permit,
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed; pausing");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(tcp);
+    drain(connections, limits.shutdown_grace).await;
+}
+
+/// Serves one admin connection until it closes, or, once the server shuts down, until the
+/// request in flight is answered.
+async fn serve(
+    stream: TcpStream,
+    context: Arc<AdminContext>,
+    builder: Arc<http1::Builder>,
+    permit: OwnedSemaphorePermit,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Held until the connection is over, however it ends.
+    let _permit = permit;
+    let service = service_fn(move |request| {
+        let context = Arc::clone(&context);
+        async move { Ok::<_, Infallible>(router::answer(request, context).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "admin connection ended with an error");
+    }
+}

@@ -1,0 +1,136 @@
+//! Which admin route a request goes to, and everything every route gets alike: the token
+//! check, `404` and `405` as JSON, and the body read whole and bounded before the route runs.
+//!
+//! A route is one line in [`ROUTES`]: a method, a path, a name (its metrics label) and an
+//! async handler that gets the request and the listener's context and answers, or fails
+//! with an [`AdminError`] that becomes a JSON error.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::http::request::Parts;
+use hyper::{Method, Request};
+
+use super::auth::authorize;
+use super::body::{read_bounded, BODY_READ_TIMEOUT};
+use super::error::AdminError;
+use super::{operator, AdminContext};
+use crate::server::routes::Answer;
+
+/// A request as a route gets it: its head, and its body, read whole.
+#[derive(Debug)]
+pub struct AdminRequest {
+    /// Method, URI, headers.
+    pub head: Parts,
+    /// The body, at most `admin.max_body_bytes`.
+    pub body: Bytes,
+}
+
+/// What a route's handler returns.
+pub type RouteFuture = Pin<Box<dyn Future<Output = Result<Answer, AdminError>> + Send>>;
+
+/// A route's handler.
+pub type Handler = fn(AdminRequest, Arc<AdminContext>) -> RouteFuture;
+
+/// One admin route.
+pub struct Route {
+    /// The method it takes (GET routes take HEAD too).
+    pub method: Method,
+    /// Its path, exactly.
+    pub path: &'static str,
+    /// Its label in `mailtrack_admin_requests_total`.
+    pub name: &'static str,
+    /// What answers it.
+    pub handler: Handler,
+}
+
+/// Every operator and API route.
+pub static ROUTES: &[Route] = &[Route {
+    method: Method::GET,
+    path: "/metrics",
+    name: "metrics",
+    handler: operator::metrics,
+}];
+
+/// Answers `request`, and counts the answer.
+pub(crate) async fn answer(request: Request<Incoming>, admin: Arc<AdminContext>) -> Answer {
+    let path = request.uri().path();
+    let route = find(request.method(), path);
+    // The path's route, whatever the method: a 405 or 401 counts against the route asked for.
+    let name = ROUTES
+        .iter()
+        .find(|route| route.path == path)
+        .map_or("other", |route| route.name);
+    let answer = match serve(request, route, &admin).await {
+        Ok(answer) => answer,
+        Err(error) => error.answer(),
+    };
+    let status = answer.status().as_u16();
+    admin.state.shared().metrics.admin_request(name, status);
+    tracing::debug!(route = name, status, "admin answered");
+    answer
+}
+
+/// The token first: without it, nothing about the routes is told, not even which exist.
+async fn serve(
+    request: Request<Incoming>,
+    route: Result<&'static Route, AdminError>,
+    admin: &Arc<AdminContext>,
+) -> Result<Answer, AdminError> {
+    authorize(admin.token.as_ref(), request.headers())?;
+    let route = route?;
+    let (head, body) = request.into_parts();
+    let body = read_bounded(body, admin.max_body_bytes, BODY_READ_TIMEOUT).await?;
+    (route.handler)(AdminRequest { head, body }, Arc::clone(admin)).await
+}
+
+/// The route for `method` and `path`, or why there is none.
+fn find(method: &Method, path: &str) -> Result<&'static Route, AdminError> {
+    let method = match *method {
+        Method::HEAD => &Method::GET,
+        ref other => other,
+    };
+    let mut on_path = ROUTES.iter().filter(|route| route.path == path).peekable();
+    if on_path.peek().is_none() {
+        return Err(AdminError::NotFound {
+            path: path.to_owned(),
+        });
+    }
+    let mut allow = Vec::new();
+    for route in on_path {
+        if route.method == method {
+            return Ok(route);
+        }
+        allow.push(route.method.as_str());
+        if route.method == Method::GET {
+            allow.push("HEAD");
+        }
+    }
+    Err(AdminError::MethodNotAllowed {
+        path: path.to_owned(),
+        method: method.to_string(),
+        allow: allow.join(", "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_found_by_method_and_path() {
+        assert_eq!(find(&Method::GET, "/metrics").unwrap().name, "metrics");
+        assert_eq!(find(&Method::HEAD, "/metrics").unwrap().name, "metrics");
+        match find(&Method::POST, "/metrics") {
+            Err(AdminError::MethodNotAllowed { allow, .. }) => assert_eq!(allow, "GET, HEAD"),
+            other => panic!("{:?}", other.map(|route| route.name)),
+        }
+        assert!(matches!(
+            find(&Method::GET, "/metrics/"),
+            Err(AdminError::NotFound { .. })
+        ));
+    }
+}
