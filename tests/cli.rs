@@ -31,7 +31,11 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("a temp dir");
     let keygen = mailtrack(&["keygen", "--id", "7"]);
     assert!(keygen.status.success(), "{}", stderr(&keygen));
-    std::fs::write(dir.path().join("keys.toml"), &keygen.stdout).expect("write keys");
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, &keygen.stdout).expect("write keys");
+    // Readable by its owner only, as an operator keeps it (else every command warns).
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&keys, private).expect("chmod keys");
     let config = dir.path().join("mailtrack.toml");
     std::fs::write(
         &config,

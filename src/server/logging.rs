@@ -15,8 +15,10 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub fn init(config: &LogConfig) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL));
+    // Colours only for a person at a terminal, never into a file or a log pipeline.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // `try_init` fails only when a subscriber is already installed (a second call, or a
     // test harness that set its own); the first one stays, which is what we want.
