@@ -8,6 +8,12 @@
 //!   closed.
 //! - `mailtrack_connections_shed_total`: connections closed at once because the server was
 //!   at `max_connections`.
+//! - `mailtrack_connections_closed_total{reason}`: connections the server closed for what
+//!   they did: `flood`, for reading far more than their requests need (HTTP/2 control
+//!   frames, frames of unknown types: see `server::activity::FLOOD_BASE_BYTES`), and
+//!   `stalled`, for an answer the client did not take within `server.answer_timeout`
+//!   (an HTTP/2 window kept shut, a socket not read). Both series are there from the start,
+//!   at 0.
 //!
 //! - From the events pipeline, read at scrape time: `mailtrack_events_delivered_total`,
 //!   `mailtrack_events_spooled_total`, `mailtrack_events_replayed_total`,
@@ -51,6 +57,7 @@ pub struct Metrics {
     unverified: Family<ReasonLabel, Counter>,
     events_dropped: Family<ReasonLabel, Counter>,
     connections_shed: Counter,
+    connections_closed: Family<ReasonLabel, Counter>,
     queue_depth: Gauge,
     pipeline: PipelineMetrics,
     hot: HotCounters,
@@ -179,6 +186,11 @@ impl Default for Metrics {
         let unverified = Family::<ReasonLabel, Counter>::default();
         let events_dropped = Family::<ReasonLabel, Counter>::default();
         let connections_shed = Counter::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        for reason in Metrics::CLOSE_REASONS {
+            // Made now, so that the series shows 0; the guard is only a read lock's.
+            drop(connections_closed.get_or_create(&ReasonLabel { reason }));
+        }
         let queue_depth = Gauge::default();
         registry.register(
             "requests",
@@ -206,6 +218,11 @@ impl Default for Metrics {
             connections_shed.clone(),
         );
         registry.register(
+            "connections_closed",
+            "Connections closed for what they did: flood or stalled",
+            connections_closed.clone(),
+        );
+        registry.register(
             "event_queue_depth",
             "Events waiting for the writer",
             queue_depth.clone(),
@@ -220,6 +237,7 @@ impl Default for Metrics {
             unverified,
             events_dropped,
             connections_shed,
+            connections_closed,
             queue_depth,
             pipeline,
             hot,
@@ -228,6 +246,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The reasons `connections_closed_total` counts, each shown from the start.
+    const CLOSE_REASONS: [&'static str; 2] = ["flood", "stalled"];
+
     /// Counts an answer.
     pub fn request(&self, route: &'static str, status: u16) {
         match (route, status) {
@@ -266,6 +287,13 @@ impl Metrics {
         self.connections_shed.inc();
     }
 
+    /// Counts a connection closed for what it did: `"flood"` or `"stalled"`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
     /// Everything in Prometheus' text format, with the queue depth and the events pipeline's
     /// counters (when there is a pipeline) read now.
     pub fn encode(&self, queue_depth: usize, pipeline: Option<&StatsSnapshot>) -> String {
@@ -296,6 +324,7 @@ mod tests {
         metrics.repair("decoded_once");
         metrics.unverified("bad_mac");
         metrics.event_dropped("full");
+        metrics.connection_closed("flood");
         let snapshot = StatsSnapshot {
             spooled: 5,
             dropped: 2,
@@ -329,6 +358,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("mailtrack_event_queue_depth 7"), "{text}");
+        assert!(
+            text.contains("mailtrack_connections_closed_total{reason=\"flood\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_connections_closed_total{reason=\"stalled\"} 0"),
+            "a reason is shown before it first counts: {text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -15,6 +15,10 @@
 //!
 //! - [`accept`]: the accept loop, the connection limit, draining.
 //! - [`connection`]: one connection: TLS handshake, HTTP/1.1 + HTTP/2, timeouts.
+//! - [`activity`]: what a connection has done: answers in flight, bytes read, blocked writes;
+//!   the stall and flood bounds.
+//! - `detect`: HTTP/1 or HTTP/2, and the byte stream that counts reads and blocked writes.
+//! - `drive`: a served connection polled to its end, closed when a bound is passed.
 //! - [`tls`]: the rustls configuration.
 //! - [`certificates`]: PEM loading, SNI selection, reload.
 //! - [`routes`]: what each request gets.
@@ -36,9 +40,12 @@ use tokio::task::JoinSet;
 use crate::config::ServerConfig;
 
 pub mod accept;
+pub mod activity;
 pub mod certificates;
 pub mod client_ip;
 pub mod connection;
+mod detect;
+mod drive;
 pub mod interstitial;
 pub mod logging;
 pub mod metrics;
