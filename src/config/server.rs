@@ -46,6 +46,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// as it waits), so an idle HTTP/1 connection closes after the shorter of the two.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long an answer may wait for the client to take it before its connection is closed: an
+/// HTTP/2 stream whose window the client keeps shut, or a socket it does not read. Every
+/// answer here is a few KiB, which a real client takes in one round trip, so ten seconds is
+/// a hundred round trips on a poor mobile link; a client that holds answers longer holds a
+/// stream, a task and a body each, for nothing.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long in-flight requests may run after SIGTERM before their connections are dropped.
 /// Every request here is answered from memory in microseconds, so this only covers slow
 /// clients reading their response; it stays under Kubernetes' default 30-second grace.
@@ -75,6 +82,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long a connection may be idle before it is closed.
     pub idle_timeout: Duration,
+    /// How long an answer may wait for the client to take it before its connection closes.
+    pub answer_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
 }
@@ -128,6 +137,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            answer_timeout: DEFAULT_ANSWER_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
@@ -146,6 +156,7 @@ pub(super) struct RawServer {
     max_connections_per_ip: Option<usize>,
     header_read_timeout: Option<u64>,
     idle_timeout: Option<u64>,
+    answer_timeout: Option<u64>,
     shutdown_grace: Option<u64>,
 }
 
@@ -204,6 +215,8 @@ impl RawServer {
                 .unwrap_or(defaults.header_read_timeout),
             idle_timeout: seconds("server.idle_timeout", self.idle_timeout)?
                 .unwrap_or(defaults.idle_timeout),
+            answer_timeout: seconds("server.answer_timeout", self.answer_timeout)?
+                .unwrap_or(defaults.answer_timeout),
             shutdown_grace: self
                 .shutdown_grace
                 .map_or(defaults.shutdown_grace, Duration::from_secs),
@@ -286,6 +299,10 @@ mod tests {
         assert_eq!(
             raw("idle_timeout = 0").unwrap_err().0,
             "server.idle_timeout"
+        );
+        assert_eq!(
+            raw("answer_timeout = 0").unwrap_err().0,
+            "server.answer_timeout"
         );
         assert_eq!(
             raw("max_connections = 0").unwrap_err().0,

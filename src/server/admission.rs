@@ -164,6 +164,7 @@ mod tests {
             max_connections_per_ip: per_client,
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            answer_timeout: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(1),
         };
         let trusted = trusted.iter().map(|net| net.parse().unwrap()).collect();

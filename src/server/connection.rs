@@ -1,5 +1,5 @@
 //! One connection, from accept to close: the TLS handshake, HTTP/1.1 or HTTP/2, and the
-//! timeouts that keep a slow or idle client from holding resources.
+//! bounds that keep a slow, idle or hostile client from holding resources.
 //!
 //! A connection has [`Limits::header_read_timeout`] from accept until its first request's
 //! headers are complete. That one deadline covers the TLS handshake, protocol detection
@@ -8,21 +8,43 @@
 //! After that, each request must have its headers in within [`Limits::idle_timeout`] of the
 //! one before, which bounds both the idle wait and a later request's headers.
 //!
+//! An answer must be taken within [`Limits::answer_timeout`]: a connection with an answer
+//! still in flight that long (an HTTP/2 window kept shut), or a write waiting on the peer
+//! that long (a socket not read), is closed as `stalled`. A connection that reads far more
+//! than its requests need (a flood of HTTP/2 control frames, or of frames of unknown types)
+//! reads nothing more and is closed as `flood`: see [`super::activity`] for both.
+//! Told to close, a connection says `GOAWAY` (HTTP/2) or `Connection: close` (HTTP/1) and
+//! has [`CLOSE_LINGER`] to finish (at shutdown, `shutdown_grace`); then it is dropped.
+//!
 //! hyper's own HTTP/1 header read timeout is off. It starts when hyper begins waiting for the
 //! next request, so an idle keep-alive connection was closed after `header_read_timeout`
 //! rather than `idle_timeout`; and it made and dropped a timer entry for every request.
 //!
-//! Each connection is its own task and every wait in it is bounded, so a thousand slow
-//! clients cost a thousand sleeping tasks and nothing more: they hold no lock and take no
-//! turn from the clients that send whole requests.
+//! Each connection is its own task and every wait in it is bounded, so a slow client costs a
+//! small, fixed amount for a bounded time, holds no lock and takes no turn from the clients
+//! that send whole requests. Measured as the server's VmRSS growth per connection, at the
+//! defaults:
+//!
+//! - idle after a request, HTTP/1 keep-alive: about 8 KiB (10,000 connections: 79 MB),
+//!   until `idle_timeout`;
+//! - HTTP/1 that pipelines requests and never reads the answers: about 20 KiB (100
+//!   connections), until `answer_timeout` once its writes wait;
+//! - HTTP/2 (300 connections) with `SETTINGS_INITIAL_WINDOW_SIZE = 0` and 100 streams opened
+//!   on each (16 are taken, [`MAX_CONCURRENT_STREAMS`], the rest refused), each asking for
+//!   the interstitial with a 4 KB `:authority`: 62 to 71 KiB over six runs, 44 to 45 for the
+//!   pixel, 77 over TLS, until `answer_timeout` (the last is closed within a third more,
+//!   plus the linger). It was 332 KiB (169 for the pixel, 312 over TLS) until
+//!   `idle_timeout`, with 100 streams taken and nothing to close a stalled one. Per stream,
+//!   h2's state, hyper's task and the body hold about 3 KiB; that, times the streams, is
+//!   what the stream limit bounds.
+//!
+//! `tests/serve_h2_attack.rs` holds the HTTP/2 case to 128 KiB a connection.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,17 +53,20 @@ use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
-use hyper::Request;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use super::activity::{Activity, AnswerBody, AnswerTicket};
 use super::admission::ConnectionSlot;
+use super::detect::{detect, Protocol, Rewind};
+use super::drive::{drive, HttpConnection};
 use super::routes::{self, Answer, Reply};
-use super::state::{Limits, State};
+use super::state::State;
 
 /// The largest request head accepted, start line and headers together: SES's 8 KiB, which
 /// is also the longest link the decoder reads. HTTP/1 answers 431 past it; HTTP/2 refuses
@@ -52,25 +77,44 @@ pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// not fit the buffer is answered 431. 8 KiB is also hyper's floor for this setting.
 pub const MAX_HTTP1_BUFFER: usize = MAX_HEADER_BYTES;
 
-/// Streams one HTTP/2 connection may have open at once. A mail client loads a few images
-/// and follows one link; 100 is what browsers expect and still bounds one client's share.
-pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams one HTTP/2 connection may have open at once. A mail client loads a pixel or
+/// follows a link, a browser adds a favicon: a handful. RFC 9113 recommends at least 100, so
+/// as not to limit parallelism, but nothing here gains from more than a few streams at once,
+/// and this is what bounds a connection whose answers the peer will not take: each such
+/// stream holds about 3 KiB (its h2 state, its task, its page) until `answer_timeout`. At
+/// 100, a connection with a shut window held 332 KiB; at 16 it holds about 65 (see the
+/// module docs). A proxy that multiplexes many readers opens another connection past it, as
+/// the setting tells it to. A client that opens more before it has read the setting gets
+/// `REFUSED_STREAM` for the rest, which RFC 9113 (section 8.7) makes safe to retry: h2load
+/// `-m 100` sees 84 such streams on each new connection, and none after.
+pub const MAX_CONCURRENT_STREAMS: u32 = 16;
 
 /// Streams a client may reset before the server stops accepting new ones from it: the
 /// defence against "rapid reset" floods (CVE-2023-44487).
 pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 
+/// How much of a request body one HTTP/2 stream may send before it is read. No route reads a
+/// body (every one is GET or HEAD), so this only bounds what a client can make us buffer;
+/// 16 KiB is one frame, so a client that sends a body anyway is not stalled mid-frame.
+pub const HTTP2_STREAM_RECEIVE_WINDOW: u32 = 16 * 1024;
+
+/// The same for the whole connection: the protocol's own initial window (RFC 9113, section
+/// 6.9.2), not hyper's 1 MiB, so the request bodies of all of a connection's streams
+/// together can hold at most 64 KiB.
+pub const HTTP2_CONNECTION_RECEIVE_WINDOW: u32 = 65_535;
+
+/// How much of its answer one HTTP/2 stream may queue before the peer's window lets it go
+/// out. Every answer here is a few KiB at most, so 16 KiB queues any of them whole, while
+/// a stream can no longer hold hyper's default 400 KiB.
+pub const HTTP2_MAX_SEND_BUFFER: usize = 16 * 1024;
+
 /// How often an idle HTTP/2 connection is pinged, and how long the answer may take, so that
 /// dead peers behind NAT do not hold a slot until the idle timeout.
 pub const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// How long a connection told to close (idle, or at shutdown) gets to finish what it is
-/// writing before it is dropped.
+/// How long a connection told to close (idle, stalled or flooding) gets to finish what it is
+/// writing before it is dropped. At shutdown it has `shutdown_grace` instead.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
-/// The HTTP/2 connection preface (RFC 9113, section 3.4), which a client with prior
-/// knowledge sends first. A connection whose first bytes are anything else is HTTP/1.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The HTTP/1.1 and HTTP/2 builders every connection is served with, one of them per
 /// connection as [`detect`] finds.
@@ -97,6 +141,9 @@ pub(crate) fn http_builder() -> HttpBuilder {
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .initial_stream_window_size(HTTP2_STREAM_RECEIVE_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_RECEIVE_WINDOW)
+        .max_send_buf_size(HTTP2_MAX_SEND_BUFFER)
         .keep_alive_interval(HTTP2_KEEP_ALIVE)
         .keep_alive_timeout(HTTP2_KEEP_ALIVE);
     HttpBuilder { http1, http2 }
@@ -132,13 +179,13 @@ pub(crate) fn serve(
     } = context;
     let activity = Arc::new(Activity::new(Instant::now(), &state.limits()));
     let service = Respond {
-        state,
+        state: state.clone(),
         activity: Arc::clone(&activity),
         peer: peer.ip(),
     };
     // Boxed: the handshake and protocol detection are over before the connection's long
-    // waits begin, and their state is freed with the box then (the future below is 464
-    // bytes so, 784 with it inline).
+    // waits begin, and their state is freed with the box then (the future below is 480
+    // bytes so, about 800 with it inline).
     let start = Box::pin(timeout_at(
         activity.deadline(),
         start(stream, tls, service, builder),
@@ -152,7 +199,7 @@ pub(crate) fn serve(
             _ = shutdown.changed() => return,
         };
         match started {
-            Ok(Ok(connection)) => drive(connection, &activity, shutdown).await,
+            Ok(Ok(connection)) => drive(connection, &activity, &state, shutdown).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "connection failed before a request"),
             Err(_) => tracing::debug!("connection timed out before a request"),
         }
@@ -194,58 +241,13 @@ async fn start_http<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (protocol, io) = detect(io).await?;
+    let (protocol, io) = detect(io, Arc::clone(&service.activity)).await?;
     let io = TokioIo::new(io);
     // Boxed, so that a task holds a pointer to its connection whichever it is.
     Ok(match protocol {
         Protocol::Http1 => Box::pin(builder.http1.serve_connection(io, service)),
         Protocol::Http2 => Box::pin(builder.http2.serve_connection(io, service)),
     })
-}
-
-/// Drives `connection` until it is over, telling it to close when it has been idle too long
-/// or the server shuts down.
-async fn drive(
-    mut connection: Pin<Box<dyn HttpConnection>>,
-    activity: &Activity,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut closing = false;
-    let mut deadline = activity.deadline();
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = shutdown.changed(), if !closing => {
-                connection.as_mut().close();
-                closing = true;
-            }
-            () = sleep_until(deadline) => {
-                if closing {
-                    return;
-                }
-                match activity.deadline() {
-                    later if later > Instant::now() => deadline = later,
-                    _ => {
-                        connection.as_mut().close();
-                        closing = true;
-                        deadline = Instant::now() + CLOSE_LINGER;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// An HTTP/1 or HTTP/2 connection being served, as [`drive`] sees it.
-trait HttpConnection: Future<Output = hyper::Result<()>> + Send {
-    /// Asks it to close once the requests in flight are answered: HTTP/1 `Connection:
-    /// close`, HTTP/2 `GOAWAY`.
-    fn close(self: Pin<&mut Self>);
 }
 
 impl<I> HttpConnection for http1::Connection<TokioIo<Rewind<I>>, Respond>
@@ -275,22 +277,24 @@ struct Respond {
 }
 
 impl Service<Request<Incoming>> for Respond {
-    type Response = Answer;
+    type Response = Response<AnswerBody>;
     type Error = Infallible;
     /// Ready at once ([`Answered`]), but for a `durability = "sync"` answer waiting on its
     /// event's commit. That wait is boxed, so that the slot an HTTP/1 connection keeps for
-    /// this future for its whole life holds no more than an answer and a URI.
-    type Future =
-        Either<Answered, Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>>;
+    /// this future for its whole life holds no more than an answer, a URI and a ticket.
+    type Future = Either<
+        Answered,
+        Pin<Box<dyn Future<Output = Result<Response<AnswerBody>, Infallible>> + Send>>,
+    >;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        self.activity.request_seen();
+        let ticket = self.activity.begin_answer();
         let Reply { answer, commit } = routes::respond(&request, self.peer, &self.state);
         // Held until the answer is taken: see `Answered`.
         let uri = request.into_parts().0.uri;
         match commit {
             None => Either::Left(Answered {
-                answer: Some(answer),
+                answer: Some((answer, ticket)),
                 _uri: uri,
             }),
             Some(commit) => {
@@ -298,7 +302,7 @@ impl Service<Request<Incoming>> for Respond {
                 Either::Right(Box::pin(async move {
                     commit.wait(&state).await;
                     drop(uri);
-                    Ok(answer)
+                    Ok(answer.map(|body| AnswerBody::new(body, ticket)))
                 }))
             }
         }
@@ -315,139 +319,17 @@ impl Service<Request<Incoming>> for Respond {
 /// written to, which costs no resident memory: with the URI dropped at once, 10,000 idle
 /// connections held 120 MB, not 78 (`benches/idle_connections.py`).
 struct Answered {
-    answer: Option<Answer>,
+    answer: Option<(Answer, AnswerTicket)>,
     _uri: hyper::Uri,
 }
 
 impl Future for Answered {
-    type Output = Result<Answer, Infallible>;
+    type Output = Result<Response<AnswerBody>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         // hyper polls a service future until it is ready, and not after: the answer is
         // always there to take.
-        Poll::Ready(Ok(self.answer.take().expect("an answer is taken once")))
-    }
-}
-
-/// The protocol a connection speaks.
-enum Protocol {
-    Http1,
-    Http2,
-}
-
-/// Reads a connection's first bytes until they depart from the HTTP/2 preface or complete it,
-/// and hands back `io` with those bytes put back in front. A connection closed at once is
-/// HTTP/1's to answer (hyper closes it quietly).
-async fn detect<I: AsyncRead + Unpin>(mut io: I) -> io::Result<(Protocol, Rewind<I>)> {
-    let mut prefix = [0; H2_PREFACE.len()];
-    let mut filled = 0;
-    let protocol = loop {
-        if filled == prefix.len() {
-            break Protocol::Http2;
-        }
-        let n = io.read(&mut prefix[filled..]).await?;
-        let preface_so_far = n > 0 && prefix[filled..filled + n] == H2_PREFACE[filled..filled + n];
-        filled += n;
-        if !preface_so_far {
-            break Protocol::Http1;
-        }
-    };
-    let rewind = Rewind {
-        prefix,
-        unread: 0..filled,
-        io,
-    };
-    Ok((protocol, rewind))
-}
-
-/// `io` with the bytes [`detect`] read from it put back in front, for hyper to read again.
-struct Rewind<I> {
-    prefix: [u8; H2_PREFACE.len()],
-    /// The part of `prefix` not yet read again.
-    unread: Range<usize>,
-    io: I,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.unread.is_empty() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        }
-        let n = this.unread.len().min(buf.remaining());
-        let start = this.unread.start;
-        buf.put_slice(&this.prefix[start..start + n]);
-        this.unread.start += n;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// When a connection last started a request, to tell idle connections from busy ones.
-/// Every answer is built synchronously, so a request is over almost as soon as it starts.
-struct Activity {
-    accepted: Instant,
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
-    /// Milliseconds from `accepted` to the latest request, or `NONE` before the first.
-    last_request_ms: AtomicU64,
-}
-
-impl Activity {
-    const NONE: u64 = u64::MAX;
-
-    fn new(accepted: Instant, limits: &Limits) -> Activity {
-        Activity {
-            accepted,
-            header_read_timeout: limits.header_read_timeout,
-            idle_timeout: limits.idle_timeout,
-            last_request_ms: AtomicU64::new(Activity::NONE),
-        }
-    }
-
-    fn request_seen(&self) {
-        let ms = u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(Activity::NONE - 1);
-        self.last_request_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// When the connection is to be closed if nothing happens before then.
-    fn deadline(&self) -> Instant {
-        match self.last_request_ms.load(Ordering::Relaxed) {
-            Activity::NONE => self.accepted + self.header_read_timeout,
-            ms => self.accepted + Duration::from_millis(ms) + self.idle_timeout,
-        }
+        let (answer, ticket) = self.answer.take().expect("an answer is taken once");
+        Poll::Ready(Ok(answer.map(|body| AnswerBody::new(body, ticket))))
     }
 }

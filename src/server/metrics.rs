@@ -14,6 +14,12 @@
 //! - `mailtrack_connections_shed_total{reason}`: connections closed at once, by the cap they
 //!   were over: `max_connections`, `max_connections_per_ip`, or `admin` (the admin
 //!   listener's own).
+//! - `mailtrack_connections_closed_total{reason}`: connections the server closed for what
+//!   they did: `flood`, for reading far more than their requests need (HTTP/2 control
+//!   frames, frames of unknown types: see `server::activity::FLOOD_BASE_BYTES`), and
+//!   `stalled`, for an answer the client did not take within `server.answer_timeout`
+//!   (an HTTP/2 window kept shut, a socket not read). Both series are there from the start,
+//!   at 0.
 //! - `mailtrack_admin_requests_total{route, status}`: every answer of the admin listener,
 //!   401s included.
 //!
@@ -61,6 +67,7 @@ pub struct Metrics {
     over_budget: Counter,
     budget_untracked: Counter,
     connections_shed: Family<ReasonLabel, Counter>,
+    connections_closed: Family<ReasonLabel, Counter>,
     admin_requests: Family<RequestLabels, Counter>,
     queue_depth: Gauge,
     pipeline: PipelineMetrics,
@@ -193,6 +200,11 @@ impl Default for Metrics {
         let budget_untracked = Counter::default();
         let connections_shed = Family::<ReasonLabel, Counter>::default();
         let admin_requests = Family::<RequestLabels, Counter>::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        for reason in Metrics::CLOSE_REASONS {
+            // Made now, so that the series shows 0; the guard is only a read lock's.
+            drop(connections_closed.get_or_create(&ReasonLabel { reason }));
+        }
         let queue_depth = Gauge::default();
         registry.register(
             "requests",
@@ -240,6 +252,11 @@ impl Default for Metrics {
             budget_untracked.clone(),
         );
         registry.register(
+            "connections_closed",
+            "Connections closed for what they did: flood or stalled",
+            connections_closed.clone(),
+        );
+        registry.register(
             "event_queue_depth",
             "Events waiting for the writer",
             queue_depth.clone(),
@@ -257,6 +274,7 @@ impl Default for Metrics {
             over_budget,
             budget_untracked,
             admin_requests,
+            connections_closed,
             queue_depth,
             pipeline,
             hot,
@@ -265,6 +283,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The reasons `connections_closed_total` counts, each shown from the start.
+    const CLOSE_REASONS: [&'static str; 2] = ["flood", "stalled"];
+
     /// Counts an answer.
     pub fn request(&self, route: &'static str, status: u16) {
         match (route, status) {
@@ -322,6 +343,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a connection closed for what it did: `"flood"` or `"stalled"`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
     /// Everything in Prometheus' text format, with the queue depth and the events pipeline's
     /// counters (when there is a pipeline) read now.
     pub fn encode(&self, queue_depth: usize, pipeline: Option<&StatsSnapshot>) -> String {
@@ -354,6 +382,7 @@ mod tests {
         metrics.event_dropped("full");
         metrics.connection_shed("max_connections_per_ip");
         metrics.admin_request("metrics", 401);
+        metrics.connection_closed("flood");
         let snapshot = StatsSnapshot {
             spooled: 5,
             dropped: 2,
@@ -398,6 +427,14 @@ mod tests {
         assert!(
             text.contains("mailtrack_admin_requests_total{route=\"metrics\",status=\"401\"} 1"),
             "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_connections_closed_total{reason=\"flood\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_connections_closed_total{reason=\"stalled\"} 0"),
+            "a reason is shown before it first counts: {text}"
         );
         assert!(text.ends_with("# EOF\n"));
     }

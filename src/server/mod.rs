@@ -20,6 +20,10 @@
 //! - `admission`: the connection caps, `max_connections` and `max_connections_per_ip`.
 //! - [`admin`]: the admin listener: its routes, bearer token, JSON errors.
 //! - [`connection`]: one connection: TLS handshake, HTTP/1.1 + HTTP/2, timeouts.
+//! - [`activity`]: what a connection has done: answers in flight, bytes read, blocked writes;
+//!   the stall and flood bounds.
+//! - `detect`: HTTP/1 or HTTP/2, and the byte stream that counts reads and blocked writes.
+//! - `drive`: a served connection polled to its end, closed when a bound is passed.
 //! - [`tls`]: the rustls configuration.
 //! - [`certificates`]: PEM loading, SNI selection, reload.
 //! - [`routes`]: what each request gets.
@@ -42,11 +46,14 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 
 pub mod accept;
+pub mod activity;
 pub mod admin;
 mod admission;
 pub mod certificates;
 pub mod client_ip;
 pub mod connection;
+mod detect;
+mod drive;
 pub mod event_budget;
 pub mod interstitial;
 pub mod logging;

@@ -30,6 +30,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// How long a connection may be idle.
     pub idle_timeout: Duration,
+    /// How long an answer may wait for the client to take it.
+    pub answer_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
 }
@@ -94,6 +96,7 @@ impl State {
                 max_connections_per_ip: server.max_connections_per_ip,
                 header_read_timeout: server.header_read_timeout,
                 idle_timeout: server.idle_timeout,
+                answer_timeout: server.answer_timeout,
                 shutdown_grace: server.shutdown_grace,
             },
             full_client_ip: config.log.full_client_ip,

@@ -87,6 +87,11 @@ impl ServeProcess {
         served
     }
 
+    /// Its process id, for reading its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The first address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0].0
