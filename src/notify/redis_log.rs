@@ -214,12 +214,21 @@ impl EndpointStore {
         if ids.is_empty() {
             return Ok(());
         }
-        redis::cmd("XACK")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(ids)
-            .exec_async(&mut self.writes)
-            .await
+        let mut pipeline = redis::pipe();
+        self.acknowledge_in(&mut pipeline, ids);
+        pipeline.exec_async(&mut self.writes).await
+    }
+
+    /// Adds the `XACK` of `ids` (if any) to `pipeline`, so that it commits with the rest.
+    fn acknowledge_in(&self, pipeline: &mut redis::Pipeline, ids: &[String]) {
+        if !ids.is_empty() {
+            pipeline
+                .cmd("XACK")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(ids)
+                .ignore();
+        }
     }
 
     /// Puts a delivery of log entries `ids` into the retry set, due at `due_ms`, and
@@ -235,14 +244,7 @@ impl EndpointStore {
             .atomic()
             .zadd(&self.retry_key, delivery.member(), due_ms)
             .ignore();
-        if !ids.is_empty() {
-            transaction
-                .cmd("XACK")
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg(ids)
-                .ignore();
-        }
+        self.acknowledge_in(&mut transaction, ids);
         transaction.exec_async(&mut self.writes).await
     }
 
@@ -317,14 +319,7 @@ impl EndpointStore {
                 .zrem(&self.retry_key, delivery.member())
                 .ignore();
         }
-        if !ids.is_empty() {
-            transaction
-                .cmd("XACK")
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg(ids)
-                .ignore();
-        }
+        self.acknowledge_in(&mut transaction, ids);
         transaction.exec_async(&mut self.writes).await
     }
 
