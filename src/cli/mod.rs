@@ -4,6 +4,7 @@
 //! - [`rewrite`]: the `rewrite` command.
 //! - [`serve`]: the `serve` command.
 //! - [`events`]: `events tail`, `events replay`.
+//! - [`notify`]: the `notify` command, delivering events to subscribers.
 //!
 //! Every command loads the config the same way ([`load_config`]), and every failure maps to
 //! one exit code ([`Failure`]).
@@ -19,6 +20,7 @@ use mailtrack::{Config, ConfigError};
 
 mod events;
 mod links;
+mod notify;
 mod rewrite;
 mod serve;
 
@@ -98,6 +100,9 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Deliver the Redis events stream to every [[notify.endpoint]] whose rule wants each
+    /// event, until SIGTERM or SIGINT. Any number may run on one Redis and share the work.
+    Notify,
 }
 
 /// Why a command failed, which decides the exit code.
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Events { command } => return events::run(command, config()?),
         Command::Serve => serve::run(config()?)?,
+        Command::Notify => notify::run(config()?)?,
     }
     Ok(ExitCode::SUCCESS)
 }
