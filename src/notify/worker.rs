@@ -178,14 +178,14 @@ impl HttpWorker {
             .await?;
         self.gather(fresh, batch).await?;
         if batch.len() >= size || batch.waited(self.receiver.linger) {
-            let (ids, events) = batch.take(size);
-            let id = webhook_id(&self.name, event_ids(&events).iter().map(String::as_str));
+            let taken = batch.take(size);
+            let id = webhook_id(&self.name, taken.event_ids.iter().map(String::as_str));
             let delivery = Delivery {
                 id,
                 attempts: 0,
-                events,
+                events: taken.events,
             };
-            started.push((Source::Log(ids), delivery));
+            started.push((Source::Log(taken.entry_ids), delivery));
         }
         Ok(started)
     }
@@ -198,11 +198,12 @@ impl HttpWorker {
     ) -> Result<(), redis::RedisError> {
         let mut unwanted = Vec::new();
         for entry in entries {
-            let wanted = entry.event.as_deref().is_some_and(|json| {
-                EventFacts::parse(json).is_ok_and(|facts| self.rule.matches(&facts))
-            });
-            match (wanted, entry.event) {
-                (true, Some(event)) => batch.push(entry.id, event),
+            // Parsed once: the facts decide, and give the event id the webhook-id is made of.
+            let facts = entry.event.as_deref().map(EventFacts::parse);
+            match (facts, entry.event) {
+                (Some(Ok(facts)), Some(event)) if self.rule.matches(&facts) => {
+                    batch.push(entry.id, facts.mailtrack.event_id, event);
+                }
                 _ => unwanted.push(entry.id),
             }
         }
@@ -323,20 +324,28 @@ impl HttpWorker {
 /// The events gathering for the next delivery.
 #[derive(Debug, Default)]
 struct Batch {
-    ids: Vec<String>,
-    events: Vec<String>,
+    entries: Taken,
     first_at: Option<Instant>,
 }
 
+/// Events of a batch: their log entries, their `eventId`s and their JSON, index by index.
+#[derive(Debug, Default)]
+struct Taken {
+    entry_ids: Vec<String>,
+    event_ids: Vec<String>,
+    events: Vec<String>,
+}
+
 impl Batch {
-    fn push(&mut self, id: String, event: String) {
+    fn push(&mut self, entry_id: String, event_id: String, event: String) {
         self.first_at.get_or_insert_with(Instant::now);
-        self.ids.push(id);
-        self.events.push(event);
+        self.entries.entry_ids.push(entry_id);
+        self.entries.event_ids.push(event_id);
+        self.entries.events.push(event);
     }
 
     fn len(&self) -> usize {
-        self.events.len()
+        self.entries.events.len()
     }
 
     /// How long a read may wait: what is left of the linger once a batch has begun.
@@ -351,27 +360,17 @@ impl Batch {
     }
 
     /// The first `most` events, for a delivery; what is left starts the next batch.
-    fn take(&mut self, most: usize) -> (Vec<String>, Vec<String>) {
-        let rest_ids = self.ids.split_off(most.min(self.ids.len()));
-        let rest_events = self.events.split_off(most.min(self.events.len()));
-        let taken = (
-            std::mem::replace(&mut self.ids, rest_ids),
-            std::mem::replace(&mut self.events, rest_events),
-        );
-        if self.events.is_empty() {
+    fn take(&mut self, most: usize) -> Taken {
+        let split = most.min(self.len());
+        let rest = Taken {
+            entry_ids: self.entries.entry_ids.split_off(split),
+            event_ids: self.entries.event_ids.split_off(split),
+            events: self.entries.events.split_off(split),
+        };
+        let taken = std::mem::replace(&mut self.entries, rest);
+        if self.len() == 0 {
             self.first_at = None;
         }
         taken
     }
-}
-
-/// The events' ids, for the delivery's `webhook-id`; an event without one contributes its
-/// whole text.
-fn event_ids(events: &[String]) -> Vec<String> {
-    events
-        .iter()
-        .map(|json| {
-            EventFacts::parse(json).map_or_else(|_| json.clone(), |facts| facts.mailtrack.event_id)
-        })
-        .collect()
 }
