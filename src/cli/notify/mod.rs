@@ -6,9 +6,20 @@
 //! endpoint does not allow. Any number of `notify` processes may run on one Redis: each is a
 //! consumer of every endpoint's group, named after its host and process id.
 //!
-//! Still to come (issue 15): the file log, SNS envelopes, `notify test`, `notify recover`, and
-//! the metrics on notify's own admin listener.
+//! Its admin listener ([`admin`], `[notify] admin_listen`) is bound before anything is
+//! delivered, and serves every endpoint's metrics.
+//!
+//! - [`admin`]: the admin listener, `/metrics` and `/healthz`.
+//! - [`test`]: `notify test`, one test event sent now.
+//! - [`recover`]: `notify recover`, a window of the log and the dead letters delivered again.
+//! - [`deliver`]: one delivery made and sent now, with its body per the endpoint's format, for
+//!   both.
+//!
+//! Still to come (issue 15): the file log and SNS envelopes.
 
+use std::sync::Arc;
+
+use clap::Subcommand;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -24,15 +35,91 @@ use mailtrack::{Config, ConfigError};
 
 use super::Failure;
 
-/// Runs every endpoint until a shutdown signal.
-pub(super) fn run(config: Config) -> Result<(), Failure> {
-    let invalid = |key, message: String| {
-        Failure::Config(ConfigError::Invalid {
-            path: config.path.clone(),
-            key,
-            message,
+mod admin;
+mod deliver;
+mod recover;
+mod test;
+
+/// `notify`'s subcommands; without one, `notify` delivers.
+#[derive(Subcommand)]
+pub(crate) enum NotifyCommand {
+    /// Send one test event to an endpoint now (not through the log), and print the status,
+    /// the latency and the receiver's answer. Exits 0 when the receiver took it (a 2xx), 69
+    /// when it did not, 64 for an unknown endpoint or a receiver it may not reach.
+    Test {
+        /// The endpoint's name, as in [[notify.endpoint]].
+        #[arg(long, value_name = "NAME")]
+        endpoint: String,
+    },
+    /// Deliver again everything of an endpoint in a window of time, from the events log and
+    /// from its dead letters, to its configured receiver. Exits non-zero if any batch failed.
+    Recover {
+        /// The endpoint's name, as in [[notify.endpoint]].
+        #[arg(long, value_name = "NAME")]
+        endpoint: String,
+        /// The window's start: RFC 3339 (2026-12-02T10:00:00Z) or Unix milliseconds.
+        #[arg(long, value_name = "T")]
+        since: String,
+        /// The window's end (inclusive); now when left out.
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+    },
+}
+
+/// Runs `notify`, or one of its subcommands.
+pub(super) fn main(
+    command: Option<NotifyCommand>,
+    config: Config,
+) -> Result<std::process::ExitCode, Failure> {
+    match command {
+        None => run(config).map(|()| std::process::ExitCode::SUCCESS),
+        Some(NotifyCommand::Test { endpoint }) => test::run(&config, &endpoint),
+        Some(NotifyCommand::Recover {
+            endpoint,
+            since,
+            until,
+        }) => recover::run(&config, &endpoint, &since, until.as_deref()),
+    }
+}
+
+/// A refusal of the config (exit 64), naming `key`.
+fn invalid(config: &Config, key: &'static str, message: String) -> Failure {
+    Failure::Config(ConfigError::Invalid {
+        path: config.path.clone(),
+        key,
+        message,
+    })
+}
+
+/// The endpoint named `name`, or a refusal (exit 64) naming it and listing the names.
+fn find_endpoint<'a>(config: &'a Config, name: &str) -> Result<&'a EndpointConfig, Failure> {
+    config
+        .notify
+        .endpoints
+        .iter()
+        .find(|endpoint| endpoint.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config
+                .notify
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.name.as_str())
+                .collect();
+            let listed = match names.is_empty() {
+                true => "there is no [[notify.endpoint]]".to_owned(),
+                false => format!("the endpoints are: {}", names.join(", ")),
+            };
+            invalid(
+                config,
+                "--endpoint",
+                format!("no endpoint {name:?}; {listed}"),
+            )
         })
-    };
+}
+
+/// Runs every endpoint until a shutdown signal.
+fn run(config: Config) -> Result<(), Failure> {
+    let invalid = |key, message: String| invalid(&config, key, message);
     let Some(redis_url) = config.events.redis_url.clone() else {
         let message = "notify reads the Redis events stream; set redis_url (the JSONL file is \
                        not read by notify yet)"
@@ -50,7 +137,9 @@ pub(super) fn run(config: Config) -> Result<(), Failure> {
                 .await
                 .map_err(|message| invalid("notify.endpoint.url", message))?;
         }
-        deliver(&config, &redis_url).await
+        // Bound before any delivery starts: a port in use stops us as it stops serve.
+        let listener = admin::bind(&config).await.map_err(Failure::Serve)?;
+        deliver(&config, &redis_url, listener).await
     })
 }
 
@@ -64,6 +153,7 @@ async fn check_endpoint(endpoint: &EndpointConfig) -> Result<(), String> {
         .map_err(|message| format!("endpoint {:?}: {message}", endpoint.name))
 }
 
+/// The address policy an endpoint's `allow_private` asks for.
 fn policy(allow_private: bool) -> AddressPolicy {
     if allow_private {
         AddressPolicy::AllowPrivate
@@ -72,13 +162,28 @@ fn policy(allow_private: bool) -> AddressPolicy {
     }
 }
 
-/// Starts a worker per endpoint, and stops them all on SIGTERM or SIGINT.
-async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
+/// Starts a worker per endpoint and the admin listener on `listener`, and stops them all on
+/// SIGTERM or SIGINT.
+async fn deliver(
+    config: &Config,
+    redis_url: &str,
+    listener: mailtrack::server::AdminListener,
+) -> Result<(), Failure> {
     let shutdown = signals::shutdown_signal();
     let consumer = consumer_name();
-    let metrics = NotifyMetrics::default();
+    let metrics = Arc::new(NotifyMetrics::default());
     let (stop, stopped) = watch::channel(false);
     let mut workers = JoinSet::new();
+    // Every endpoint's series exist from the start, so a scrape shows them all at zero.
+    for endpoint in &config.notify.endpoints {
+        metrics.endpoint(&endpoint.name);
+    }
+    let admin = tokio::spawn({
+        let config = config.clone();
+        let metrics = Arc::clone(&metrics);
+        let stopped = stopped.clone();
+        async move { admin::serve(listener, &config, metrics, stopped).await }
+    });
     let failed = |e: &dyn std::fmt::Display| Failure::Io(std::io::Error::other(e.to_string()));
     for endpoint in &config.notify.endpoints {
         let rule = Rule::new(&endpoint.rule);
@@ -112,8 +217,14 @@ async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
                     .get_connection_manager()
                     .await
                     .map_err(|e| failed(&e))?;
-                let worker =
-                    StreamWorker::new(name, rule, store, target_redis, target.stream.clone());
+                let worker = StreamWorker::new(
+                    name.clone(),
+                    rule,
+                    store,
+                    target_redis,
+                    target.stream.clone(),
+                )
+                .with_metrics(metrics.endpoint(&name));
                 workers.spawn(worker.run(stopped.clone()));
             }
         }
@@ -124,6 +235,8 @@ async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
     // The workers hold receivers until they return, so the send reaches them.
     let _ = stop.send(true);
     while workers.join_next().await.is_some() {}
+    // The listener drains on the same signal; a panic in it has nothing left to stop.
+    let _ = admin.await;
     tracing::info!("every endpoint stopped");
     Ok(())
 }
