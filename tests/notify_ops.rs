@@ -444,8 +444,11 @@ async fn notify_recover_delivers_exactly_the_window_that_the_rule_wants() {
     let redis = RedisServer::start();
     let receiver = Receiver::start(|_, _| Reply::status(200)).await;
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = http_endpoint("hook", "[\"Click\"]", &receiver, "batch_size = 4");
-    let config = write_config(dir.path(), Some(&redis.url()), &endpoint, "");
+    let endpoints = format!(
+        "{}[[notify.endpoint]]\nname = \"copy\"\nevents = [\"Open\"]\nstream = \"copy:events\"\n",
+        http_endpoint("hook", "[\"Click\"]", &receiver, "batch_size = 4")
+    );
+    let config = write_config(dir.path(), Some(&redis.url()), &endpoints, "");
     // Three runs of events, each in milliseconds of its own, so the window's edges are exact.
     let mut runs = Vec::new();
     for range in [0..10, 10..25, 25..30] {
@@ -497,6 +500,17 @@ async fn notify_recover_delivers_exactly_the_window_that_the_rule_wants() {
             <= 4
     }));
     verify_with_standardwebhooks(SECRET, &accepted);
+
+    // A stream endpoint's test event goes to its stream, with the log's fields.
+    let output = run(&["notify", "test", "--endpoint", "copy"], &config);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("added: entry "), "{}", text(&output));
+    let copied: Vec<(String, BTreeMap<String, String>)> =
+        redis.query(redis::cmd("XRANGE").arg("copy:events").arg("-").arg("+"));
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0].1["type"], "Open");
+    let event: serde_json::Value = serde_json::from_str(&copied[0].1["event"]).unwrap();
+    assert_eq!(event["mailtrack"]["test"], true);
 
     let output = recover("yesterday", "");
     assert_eq!(output.status.code(), Some(64), "{}", text(&output));

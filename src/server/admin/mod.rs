@@ -1,7 +1,7 @@
 //! The admin listener: the home of every operator and API route, on an address of its own
 //! (`[admin] listen`, loopback by default), apart from the public listeners that mail
-//! clients reach. It serves `/metrics` now; the rewrite API (`/v1/…`) and notify's operations
-//! go here too, each a line in [`router::ROUTES`].
+//! clients reach. It serves `/metrics` now; the rewrite API (`/v1/…`) goes here too, each a
+//! line in [`router::ROUTES`]. `mailtrack notify` runs the same listener with its own routes.
 //!
 //! Beyond loopback a bearer token guards it ([`auth`]). Every answer it cannot give is JSON,
 //! `{"error": "..."}` ([`AdminError`]). A route gets its request with the body already read,
