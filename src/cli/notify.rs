@@ -1,18 +1,26 @@
-//! `mailtrack notify`: delivers the Redis events stream to every `[[notify.endpoint]]`, each
-//! on its own consumer group, until SIGTERM or SIGINT.
+//! `mailtrack notify`: delivers the events log to every `[[notify.endpoint]]` until SIGTERM
+//! or SIGINT: the Redis stream with `[events] sink = "redis"`, each endpoint on its own
+//! consumer group; the JSONL file with `sink = "file"` (the default), each endpoint from its
+//! own checkpoint in the state folder, which one process at a time may hold (a second is
+//! refused, exit 64, naming `notify.state_dir`).
 //!
 //! Before anything is delivered, every HTTP endpoint's receiver is resolved and refused (exit
 //! 64, naming `notify.endpoint.url`) when it is a loopback, private or link-local address the
 //! endpoint does not allow. Any number of `notify` processes may run on one Redis: each is a
 //! consumer of every endpoint's group, named after its host and process id.
 //!
-//! Still to come (issue 15): the file log, SNS envelopes, `notify test`, `notify recover`, and
-//! the metrics on notify's own admin listener.
+//! Over the file, only HTTP endpoints are served: a stream endpoint is refused at start-up
+//! (exit 64, naming `notify.endpoint.stream`).
+//!
+//! Still to come (issue 15): SNS envelopes, `notify test`, `notify recover`, and the metrics
+//! on notify's own admin listener.
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use mailtrack::config::notify::{EndpointConfig, ReceiverConfig};
+use mailtrack::config::SinkKind;
+use mailtrack::notify::file_log::{FileStore, LockError, StateLock};
 use mailtrack::notify::http::{check_receiver, AddressPolicy, WebhookClient};
 use mailtrack::notify::metrics::NotifyMetrics;
 use mailtrack::notify::redis_log::EndpointStore;
@@ -33,15 +41,40 @@ pub(super) fn run(config: Config) -> Result<(), Failure> {
             message,
         })
     };
-    let Some(redis_url) = config.events.redis_url.clone() else {
-        let message = "notify reads the Redis events stream; set redis_url (the JSONL file is \
-                       not read by notify yet)"
-            .to_owned();
-        return Err(invalid("events.redis_url", message));
+    let log = match config.events.sink {
+        SinkKind::Redis => match config.events.redis_url.clone() {
+            Some(url) => Log::Redis(url),
+            None => {
+                let message = "notify reads the Redis events stream; set redis_url".to_owned();
+                return Err(invalid("events.redis_url", message));
+            }
+        },
+        SinkKind::File => Log::File,
+        SinkKind::Stdout => {
+            let message = "notify reads the events from the Redis stream or the JSONL file; \
+                           standard output cannot be read back"
+                .to_owned();
+            return Err(invalid("events.sink", message));
+        }
     };
     if config.notify.endpoints.is_empty() {
         let message = "no [[notify.endpoint]]: there is nobody to notify".to_owned();
         return Err(invalid("notify.endpoint", message));
+    }
+    if matches!(log, Log::File) {
+        if let Some(endpoint) = config
+            .notify
+            .endpoints
+            .iter()
+            .find(|e| matches!(e.receiver, ReceiverConfig::Stream(_)))
+        {
+            let message = format!(
+                "endpoint {:?}: a stream endpoint needs the Redis events stream \
+                 ([events] sink = \"redis\"); over the events file only HTTP endpoints are served",
+                endpoint.name
+            );
+            return Err(invalid("notify.endpoint.stream", message));
+        }
     }
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
     runtime.block_on(async {
@@ -50,8 +83,62 @@ pub(super) fn run(config: Config) -> Result<(), Failure> {
                 .await
                 .map_err(|message| invalid("notify.endpoint.url", message))?;
         }
-        deliver(&config, &redis_url).await
+        match log {
+            Log::Redis(redis_url) => deliver(&config, &redis_url).await,
+            Log::File => {
+                let state_dir = config.notify.state_dir_for(&config.events.file);
+                // Held until the process ends: the kernel lets it go even on kill -9.
+                let _lock = StateLock::acquire(&state_dir).map_err(|e| match e {
+                    LockError::Held(_) => invalid("notify.state_dir", e.to_string()),
+                    LockError::Io { .. } => Failure::Io(std::io::Error::other(e.to_string())),
+                })?;
+                deliver_file(&config, &state_dir).await
+            }
+        }
     })
+}
+
+/// Which events log notify reads.
+enum Log {
+    /// The Redis stream at this URL.
+    Redis(String),
+    /// The JSONL file, `[events] file`.
+    File,
+}
+
+/// Starts an HTTP worker per endpoint over the events file, and stops them all on SIGTERM or
+/// SIGINT; each writes its checkpoint as it stops.
+async fn deliver_file(config: &Config, state_dir: &std::path::Path) -> Result<(), Failure> {
+    let shutdown = signals::shutdown_signal();
+    let metrics = NotifyMetrics::default();
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = JoinSet::new();
+    for endpoint in &config.notify.endpoints {
+        // Stream endpoints were refused above.
+        let ReceiverConfig::Http(http) = &endpoint.receiver else {
+            continue;
+        };
+        let name = endpoint.name.clone();
+        let store = FileStore::open(&config.events.file, state_dir, &name).map_err(|e| {
+            Failure::Io(std::io::Error::new(
+                e.kind(),
+                format!("endpoint {name:?}: {e}"),
+            ))
+        })?;
+        let client =
+            WebhookClient::new(http.timeout, policy(http.allow_private)).map_err(Failure::Io)?;
+        let series = metrics.endpoint(&name);
+        let rule = Rule::new(&endpoint.rule);
+        let worker = HttpWorker::new(name, rule, http.clone(), client, store, series);
+        workers.spawn(worker.run(stopped.clone()));
+        tracing::info!(endpoint = %endpoint.name, state_dir = %state_dir.display(), "notifying from the events file");
+    }
+    shutdown.await;
+    tracing::info!("stopping: letting deliveries in flight finish");
+    let _ = stop.send(true);
+    while workers.join_next().await.is_some() {}
+    tracing::info!("every endpoint stopped");
+    Ok(())
 }
 
 /// Refuses an HTTP endpoint whose receiver resolves to an address it may not reach.

@@ -71,6 +71,26 @@ pub const MAX_ENDPOINTS: usize = 256;
 pub struct NotifyConfig {
     /// The endpoints, in the order given; names are unique.
     pub endpoints: Vec<EndpointConfig>,
+    /// `state_dir`: where notify keeps each endpoint's checkpoint, retries and dead letters
+    /// when it follows the events file, resolved against the config folder. `None` for the
+    /// default, `{events file}.notify` beside the events file ([`NotifyConfig::state_dir_for`]).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl NotifyConfig {
+    /// The state folder for the events file `events_file`: `state_dir` when set, else
+    /// `{events file}.notify` beside it, so that the events and what has been delivered of them
+    /// live on one volume and move together.
+    pub fn state_dir_for(&self, events_file: &Path) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let mut name = events_file
+            .file_name()
+            .map_or_else(|| "events".into(), |n| n.to_os_string());
+        name.push(".notify");
+        events_file.with_file_name(name)
+    }
 }
 
 /// One `[[notify.endpoint]]`: a subscription.
@@ -193,6 +213,7 @@ impl WebhookSecret {
 pub(super) struct RawNotify {
     #[serde(default)]
     endpoint: Vec<RawEndpoint>,
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -233,7 +254,17 @@ impl RawNotify {
             }
             endpoints.push(endpoint);
         }
-        Ok(NotifyConfig { endpoints })
+        if self
+            .state_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return Err(("notify.state_dir", "the folder is empty".into()));
+        }
+        Ok(NotifyConfig {
+            endpoints,
+            state_dir: self.state_dir.map(|dir| folder.join(dir)),
+        })
     }
 }
 
@@ -437,6 +468,26 @@ mod tests {
 
     fn parse(text: &str, folder: &Path) -> Result<NotifyConfig, Refusal> {
         toml::from_str::<RawNotify>(text).unwrap().validate(folder)
+    }
+
+    #[test]
+    fn the_state_folder_is_beside_the_events_file_unless_set() {
+        let folder = Path::new("/etc/mailtrack");
+        let events = Path::new("/etc/mailtrack/data/events.jsonl");
+        let config = parse("", folder).unwrap();
+        assert_eq!(
+            config.state_dir_for(events),
+            Path::new("/etc/mailtrack/data/events.jsonl.notify")
+        );
+        let config = parse("state_dir = \"state/notify\"", folder).unwrap();
+        assert_eq!(
+            config.state_dir_for(events),
+            Path::new("/etc/mailtrack/state/notify")
+        );
+        assert_eq!(
+            parse("state_dir = \"\"", folder).unwrap_err().0,
+            "notify.state_dir"
+        );
     }
 
     fn with_secrets(lines: &str) -> tempfile::TempDir {
