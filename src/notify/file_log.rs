@@ -997,3 +997,176 @@ pub fn millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(path: &Path, text: &str) {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    async fn read_all(store: &FileStore) -> Vec<LogEntry> {
+        store.read_new(100, Duration::ZERO).await.unwrap()
+    }
+
+    fn texts(entries: &[LogEntry]) -> Vec<&str> {
+        entries
+            .iter()
+            .map(|e| e.event.as_deref().unwrap_or("-"))
+            .collect()
+    }
+
+    fn ids(entries: &[LogEntry]) -> Vec<String> {
+        entries.iter().map(|e| e.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn lines_are_followed_through_rotation_and_resumed_from_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("events.jsonl");
+        let state = dir.path().join("state");
+        append(&live, "a\nb\npart");
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        let first = read_all(&store).await;
+        assert_eq!(texts(&first), ["a", "b"], "a partial line waits");
+        append(&live, "ial\n");
+        let second = read_all(&store).await;
+        assert_eq!(texts(&second), ["partial"]);
+        // Rotated: renamed aside with one more line, and a new live file.
+        append(&live, "last\n");
+        fs::rename(&live, dir.path().join("events.jsonl.1700000000000")).unwrap();
+        append(&live, "c\n");
+        let third = read_all(&store).await;
+        assert_eq!(texts(&third), ["last", "c"]);
+        for entries in [&first, &second, &third] {
+            store.acknowledge(&ids(entries)).unwrap();
+        }
+        store.checkpoint_now().unwrap();
+        drop(store);
+
+        append(&live, "d\n");
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        assert_eq!(texts(&read_all(&store).await), ["d"]);
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_stays_at_the_lowest_unsettled_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("events.jsonl");
+        let state = dir.path().join("state");
+        append(&live, "a\nb\nc\n");
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        let entries = read_all(&store).await;
+        // Settled out of order: b and c, not a.
+        store.acknowledge(&ids(&entries)[1..]).unwrap();
+        store.checkpoint_now().unwrap();
+        drop(store);
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        assert_eq!(texts(&read_all(&store).await), ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_whose_file_is_gone_starts_at_the_oldest_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("events.jsonl");
+        let state = dir.path().join("state");
+        let old = dir.path().join("events.jsonl.1700000000000");
+        append(&old, "old1\nold2\n");
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        let entries = store.read_new(1, Duration::ZERO).await.unwrap();
+        assert_eq!(texts(&entries), ["old1"]);
+        store.acknowledge(&ids(&entries)).unwrap();
+        store.checkpoint_now().unwrap();
+        drop(store);
+        // Retention deletes the checkpoint's file; a newer rotated one and the live one stay.
+        fs::remove_file(&old).unwrap();
+        append(&dir.path().join("events.jsonl.1700000000001"), "newer\n");
+        append(&live, "live\n");
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        assert_eq!(texts(&read_all(&store).await), ["newer", "live"]);
+    }
+
+    #[test]
+    fn retries_and_dead_letters_outlive_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("events.jsonl");
+        let state = dir.path().join("state");
+        let delivery = |id: &str, attempts| Delivery {
+            id: id.into(),
+            attempts,
+            events: vec![r#"{"a":1}"#.into()],
+        };
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        store
+            .schedule_first_retry(&delivery("one", 1), 0, &[])
+            .unwrap();
+        store
+            .schedule_first_retry(&delivery("two", 1), u64::MAX, &[])
+            .unwrap();
+        drop(store);
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        assert_eq!(store.take_due(10).unwrap(), [delivery("one", 1)]);
+        assert!(store.take_due(10).unwrap().is_empty(), "leased");
+        store
+            .dead_letter(&delivery("one", 1), true, &[], "400 no")
+            .unwrap();
+        drop(store);
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        assert!(store.take_due(10).unwrap().is_empty());
+        let letters = dead_letters(&state, "hook").unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].delivery, delivery("one", 1));
+        assert_eq!(letters[0].answer, "400 no");
+        // A torn last line (a kill -9 mid-append) is passed over.
+        append(
+            &endpoint_dir(&state, "hook").join("retry.jsonl"),
+            "{\"due\":1,\"deli",
+        );
+        drop(store);
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        store.retry_done(&delivery("two", 1)).unwrap();
+        drop(store);
+        let store = FileStore::open(&live, &state, "hook").unwrap();
+        assert!(store.lock().retries.waiting.is_empty());
+    }
+
+    #[test]
+    fn one_process_holds_a_state_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = StateLock::acquire(dir.path()).unwrap();
+        assert!(matches!(
+            StateLock::acquire(dir.path()),
+            Err(LockError::Held(_))
+        ));
+        drop(held);
+        StateLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn recovery_reads_the_events_of_a_window_from_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("events.jsonl");
+        let at = |stamp: &str| {
+            format!(r#"{{"eventType":"Open","open":{{"timestamp":"{stamp}"}}}}"#) + "\n"
+        };
+        append(
+            &dir.path().join("events.jsonl.1700000000000"),
+            &(at("2026-12-01T23:59:59.999Z") + &at("2026-12-02T00:00:00.000Z")),
+        );
+        append(&live, &(at("2026-12-02T01:00:00.000Z") + "not json\n"));
+        let since = humantime::parse_rfc3339("2026-12-02T00:00:00Z").unwrap();
+        let until = humantime::parse_rfc3339("2026-12-02T01:00:00Z").unwrap();
+        let mut got = Vec::new();
+        events_between(&live, since, Some(until), |line| got.push(line)).unwrap();
+        assert_eq!(got, [at("2026-12-02T00:00:00.000Z").trim_end()]);
+        got.clear();
+        events_between(&live, since, None, |line| got.push(line)).unwrap();
+        assert_eq!(got.len(), 2);
+    }
+}
