@@ -38,6 +38,7 @@ fn write_config(dir: &Path, max_bytes: u64, receiver: &Receiver, extra: &str) ->
         "[keys]\nfile = \"keys.toml\"\n{ADMIN_ON_A_FREE_PORT}[log]\nformat = \"json\"\n\
          [server]\nhttp = \"127.0.0.1:0\"\n\
          [events]\nfile = \"data/events.jsonl\"\nfile_max_bytes = {max_bytes}\n\
+         [notify]\nadmin_listen = \"127.0.0.1:0\"\n\
          [[notify.endpoint]]\nname = \"hook\"\nevents = [\"Click\"]\n\
          url = \"{}\"\nallow_private = true\nsecrets_file = \"hook.secrets\"\n\
          linger_ms = 20\nbatch_size = 5\nconcurrency = 2\n{extra}\n",
@@ -135,17 +136,18 @@ async fn all_delivered(receiver: &Receiver, want: &BTreeSet<String>) -> usize {
     got.values().map(|n| n - 1).sum()
 }
 
-/// Event `n`: a click, or every fourth an open.
+/// Event `n`, stamped now: a click, or every fourth an open.
 fn event(n: usize) -> (String, bool, String) {
     let id = format!("evt-{n:05}");
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
     let click = !n.is_multiple_of(4);
     let json = if click {
         format!(
-            r#"{{"eventType":"Click","mail":{{"messageId":"m-{n}"}},"click":{{"ipAddress":"192.0.2.1","timestamp":"2026-12-02T06:00:00.000Z","userAgent":"Mail/1","link":"https://e.example/{n}","linkTags":{{}}}},"mailtrack":{{"eventId":"{id}"}}}}"#
+            r#"{{"eventType":"Click","mail":{{"messageId":"m-{n}"}},"click":{{"ipAddress":"192.0.2.1","timestamp":"{now}","userAgent":"Mail/1","link":"https://e.example/{n}","linkTags":{{}}}},"mailtrack":{{"eventId":"{id}"}}}}"#
         )
     } else {
         format!(
-            r#"{{"eventType":"Open","mail":{{"messageId":"m-{n}"}},"open":{{"ipAddress":"192.0.2.1","timestamp":"2026-12-02T06:00:00.000Z","userAgent":"Mail/1"}},"mailtrack":{{"eventId":"{id}"}}}}"#
+            r#"{{"eventType":"Open","mail":{{"messageId":"m-{n}"}},"open":{{"ipAddress":"192.0.2.1","timestamp":"{now}","userAgent":"Mail/1"}},"mailtrack":{{"eventId":"{id}"}}}}"#
         )
     };
     (id, click, json)
@@ -302,7 +304,9 @@ async fn notify_catches_up_on_files_rotated_while_it_was_down() {
 }
 
 #[tokio::test]
-async fn a_refusing_receiver_ends_with_every_click_in_the_dead_letters_file() {
+async fn a_refusing_receiver_ends_with_every_click_in_the_dead_letters_file_and_recover_delivers_them(
+) {
+    let since = mailtrack::notify::file_log::millis(std::time::SystemTime::now()) - 1000;
     let receiver = Receiver::start(|_, _| Reply::status(400)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -337,6 +341,38 @@ async fn a_refusing_receiver_ends_with_every_click_in_the_dead_letters_file() {
     })
     .await;
     notify.stop().await;
+
+    // Pointed at a receiver that takes them, recover delivers every one, from the log and
+    // the dead letters, and empties dead.jsonl.
+    let fixed = Receiver::start(|_, _| Reply::status(200)).await;
+    let config = write_config(dir.path(), 1 << 20, &fixed, "");
+    // Off the test's runtime thread, which the receiver answers on.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .args(["notify", "recover", "--config"])
+            .arg(&config)
+            .args(["--endpoint", "hook", "--since", &since.to_string()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("found in log: {}", want.len())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("found in dead letters: {}", want.len())),
+        "{stdout}"
+    );
+    let got = accepted_ids(&fixed);
+    assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert!(got.values().all(|n| *n == 1), "each once: {got:?}");
+    assert_eq!(std::fs::read_to_string(&dead).unwrap(), "", "{stdout}");
+    verify_with_standardwebhooks(SECRET, &fixed.accepted());
 }
 
 #[tokio::test]

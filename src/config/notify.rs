@@ -19,6 +19,7 @@
 //! endpoint: `notify.endpoint.url: endpoint "billing": …`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,18 +64,40 @@ pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
 ];
 
+/// Where `mailtrack notify`'s own admin listener (`/metrics`, `/healthz`) binds, when
+/// `[notify] admin_listen` is not set: loopback, so that only this machine reaches it and no
+/// token is needed, as serve's admin listener. Port 9091, not serve's 9090: serve and notify
+/// often run on one machine from one config file, and each needs an address of its own.
+pub const DEFAULT_NOTIFY_ADMIN_LISTEN: &str = "127.0.0.1:9091";
+
 /// The most endpoints one config may name: each is a consumer group and a task of its own.
 pub const MAX_ENDPOINTS: usize = 256;
 
 /// `[notify]`, validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyConfig {
     /// The endpoints, in the order given; names are unique.
     pub endpoints: Vec<EndpointConfig>,
+    /// Where notify's admin listener binds; `[admin] token_file`'s token guards it, and is
+    /// required when this is not a loopback address.
+    pub admin_listen: SocketAddr,
     /// `state_dir`: where notify keeps each endpoint's checkpoint, retries and dead letters
     /// when it follows the events file, resolved against the config folder. `None` for the
     /// default, `{events file}.notify` beside the events file ([`NotifyConfig::state_dir_for`]).
     pub state_dir: Option<PathBuf>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            endpoints: Vec::new(),
+            // The constant is a valid address; the test below checks it.
+            admin_listen: DEFAULT_NOTIFY_ADMIN_LISTEN
+                .parse()
+                .expect("DEFAULT_NOTIFY_ADMIN_LISTEN is an address"),
+            state_dir: None,
+        }
+    }
 }
 
 impl NotifyConfig {
@@ -213,6 +236,7 @@ impl WebhookSecret {
 pub(super) struct RawNotify {
     #[serde(default)]
     endpoint: Vec<RawEndpoint>,
+    admin_listen: Option<String>,
     state_dir: Option<PathBuf>,
 }
 
@@ -261,8 +285,18 @@ impl RawNotify {
         {
             return Err(("notify.state_dir", "the folder is empty".into()));
         }
+        let admin_listen = match self.admin_listen.as_deref() {
+            None => NotifyConfig::default().admin_listen,
+            Some(text) => text.parse().map_err(|_| {
+                let message = format!(
+                    "{text:?} is not an address (expected IP:PORT, e.g. \"127.0.0.1:9091\")"
+                );
+                ("notify.admin_listen", message)
+            })?,
+        };
         Ok(NotifyConfig {
             endpoints,
+            admin_listen,
             state_dir: self.state_dir.map(|dir| folder.join(dir)),
         })
     }
@@ -494,6 +528,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s.secrets"), lines).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_admin_listener_defaults_to_loopback_9091() {
+        let config = parse("", Path::new("/")).unwrap();
+        assert_eq!(
+            config.admin_listen,
+            DEFAULT_NOTIFY_ADMIN_LISTEN.parse().unwrap()
+        );
+        let config = parse("admin_listen = \"127.0.0.1:0\"", Path::new("/")).unwrap();
+        assert_eq!(config.admin_listen.port(), 0);
+        let (key, _) = parse("admin_listen = \"nope\"", Path::new("/")).unwrap_err();
+        assert_eq!(key, "notify.admin_listen");
     }
 
     #[test]

@@ -945,7 +945,7 @@ pub fn event_time(line: &str) -> Option<SystemTime> {
 }
 
 /// For `notify recover`: calls `each` with every event line of the live file `live` and its
-/// rotated files whose timestamp is in `since..until` (`until` open when `None`), oldest file
+/// rotated files whose timestamp is in `since..=until` (open-ended when `None`), oldest file
 /// first. Lines without a timestamp, and a partial last line, are passed over.
 pub fn events_between(
     live: &Path,
@@ -966,7 +966,7 @@ pub fn events_between(
             let Some(at) = event_time(&line) else {
                 continue;
             };
-            if at >= since && until.is_none_or(|until| at < until) {
+            if at >= since && until.is_none_or(|until| at <= until) {
                 each(line);
             }
         }
@@ -974,9 +974,10 @@ pub fn events_between(
     Ok(())
 }
 
-/// For `notify recover`: the dead letters of `endpoint` in `state_dir`, oldest first. A torn
+/// For `notify recover`: the dead letters of `endpoint` in `state_dir`, oldest first, each
+/// with its line number in `dead.jsonl` (from 0), which [`remove_dead_letters`] takes. A torn
 /// last line is passed over.
-pub fn dead_letters(state_dir: &Path, endpoint: &str) -> io::Result<Vec<DeadLetter>> {
+pub fn dead_letters(state_dir: &Path, endpoint: &str) -> io::Result<Vec<(usize, DeadLetter)>> {
     let path = endpoint_dir(state_dir, endpoint).join("dead.jsonl");
     let file = match File::open(&path) {
         Ok(file) => file,
@@ -984,12 +985,34 @@ pub fn dead_letters(state_dir: &Path, endpoint: &str) -> io::Result<Vec<DeadLett
         Err(e) => return Err(named(e, &path)),
     };
     let mut letters = Vec::new();
-    for line in BufReader::new(file).split(b'\n') {
+    for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
         if let Ok(letter) = serde_json::from_slice(&line.map_err(|e| named(e, &path))?) {
-            letters.push(letter);
+            letters.push((n, letter));
         }
     }
     Ok(letters)
+}
+
+/// For `notify recover`: rewrites `endpoint`'s `dead.jsonl` (atomically) without the lines
+/// numbered in `lines`. The caller holds the state folder's [`StateLock`], so that no
+/// `notify` appends meanwhile.
+pub fn remove_dead_letters(
+    state_dir: &Path,
+    endpoint: &str,
+    lines: &BTreeSet<usize>,
+) -> io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let path = endpoint_dir(state_dir, endpoint).join("dead.jsonl");
+    let text = fs::read(&path).map_err(|e| named(e, &path))?;
+    let mut kept = Vec::with_capacity(text.len());
+    for (n, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        if !lines.contains(&n) {
+            kept.extend_from_slice(line);
+        }
+    }
+    replace_file(&path, &kept).map_err(|e| named(e, &path))
 }
 
 /// Milliseconds since the epoch of `at`.
@@ -1101,6 +1124,7 @@ mod tests {
             id: id.into(),
             attempts,
             events: vec![r#"{"a":1}"#.into()],
+            logged_ms: Vec::new(),
         };
         let store = FileStore::open(&live, &state, "hook").unwrap();
         store
@@ -1121,8 +1145,11 @@ mod tests {
         assert!(store.take_due(10).unwrap().is_empty());
         let letters = dead_letters(&state, "hook").unwrap();
         assert_eq!(letters.len(), 1);
-        assert_eq!(letters[0].delivery, delivery("one", 1));
-        assert_eq!(letters[0].answer, "400 no");
+        assert_eq!(letters[0].0, 0);
+        assert_eq!(letters[0].1.delivery, delivery("one", 1));
+        assert_eq!(letters[0].1.answer, "400 no");
+        remove_dead_letters(&state, "hook", &BTreeSet::from([0])).unwrap();
+        assert!(dead_letters(&state, "hook").unwrap().is_empty());
         // A torn last line (a kill -9 mid-append) is passed over.
         append(
             &endpoint_dir(&state, "hook").join("retry.jsonl"),
@@ -1161,7 +1188,7 @@ mod tests {
         );
         append(&live, &(at("2026-12-02T01:00:00.000Z") + "not json\n"));
         let since = humantime::parse_rfc3339("2026-12-02T00:00:00Z").unwrap();
-        let until = humantime::parse_rfc3339("2026-12-02T01:00:00Z").unwrap();
+        let until = humantime::parse_rfc3339("2026-12-02T00:59:59Z").unwrap();
         let mut got = Vec::new();
         events_between(&live, since, Some(until), |line| got.push(line)).unwrap();
         assert_eq!(got, [at("2026-12-02T00:00:00.000Z").trim_end()]);

@@ -1,20 +1,31 @@
-//! `mailtrack notify`: delivers the events log to every `[[notify.endpoint]]` until SIGTERM
-//! or SIGINT: the Redis stream with `[events] sink = "redis"`, each endpoint on its own
-//! consumer group; the JSONL file with `sink = "file"` (the default), each endpoint from its
-//! own checkpoint in the state folder, which one process at a time may hold (a second is
-//! refused, exit 64, naming `notify.state_dir`).
+//! `mailtrack notify`: delivers the Redis events stream to every `[[notify.endpoint]]`, each
+//! on its own consumer group, until SIGTERM or SIGINT.
 //!
 //! Before anything is delivered, every HTTP endpoint's receiver is resolved and refused (exit
 //! 64, naming `notify.endpoint.url`) when it is a loopback, private or link-local address the
 //! endpoint does not allow. Any number of `notify` processes may run on one Redis: each is a
 //! consumer of every endpoint's group, named after its host and process id.
 //!
-//! Over the file, only HTTP endpoints are served: a stream endpoint is refused at start-up
-//! (exit 64, naming `notify.endpoint.stream`).
+//! Its admin listener ([`admin`], `[notify] admin_listen`) is bound before anything is
+//! delivered, and serves every endpoint's metrics.
 //!
-//! Still to come (issue 15): SNS envelopes, `notify test`, `notify recover`, and the metrics
-//! on notify's own admin listener.
+//! - [`admin`]: the admin listener, `/metrics` and `/healthz`.
+//! - [`test`]: `notify test`, one test event sent now.
+//! - [`recover`]: `notify recover`, a window of the log and the dead letters delivered again.
+//! - [`deliver`]: one delivery made and sent now, with its body per the endpoint's format, for
+//!   both.
+//!
+//! With the file sink (the default) notify follows the JSONL events file instead, each endpoint
+//! from its own checkpoint in the state folder (`[notify] state_dir`), which one process at a
+//! time may hold: a second is refused (exit 64, naming `notify.state_dir`). Over the file only
+//! HTTP endpoints are served: a stream endpoint is refused at start-up (exit 64, naming
+//! `notify.endpoint.stream`).
+//!
+//! Still to come (issue 15): SNS envelopes.
 
+use std::sync::Arc;
+
+use clap::Subcommand;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -32,15 +43,91 @@ use mailtrack::{Config, ConfigError};
 
 use super::Failure;
 
-/// Runs every endpoint until a shutdown signal.
-pub(super) fn run(config: Config) -> Result<(), Failure> {
-    let invalid = |key, message: String| {
-        Failure::Config(ConfigError::Invalid {
-            path: config.path.clone(),
-            key,
-            message,
+mod admin;
+mod deliver;
+mod recover;
+mod test;
+
+/// `notify`'s subcommands; without one, `notify` delivers.
+#[derive(Subcommand)]
+pub(crate) enum NotifyCommand {
+    /// Send one test event to an endpoint now (not through the log), and print the status,
+    /// the latency and the receiver's answer. Exits 0 when the receiver took it (a 2xx), 69
+    /// when it did not, 64 for an unknown endpoint or a receiver it may not reach.
+    Test {
+        /// The endpoint's name, as in [[notify.endpoint]].
+        #[arg(long, value_name = "NAME")]
+        endpoint: String,
+    },
+    /// Deliver again everything of an endpoint in a window of time, from the events log and
+    /// from its dead letters, to its configured receiver. Exits non-zero if any batch failed.
+    Recover {
+        /// The endpoint's name, as in [[notify.endpoint]].
+        #[arg(long, value_name = "NAME")]
+        endpoint: String,
+        /// The window's start: RFC 3339 (2026-12-02T10:00:00Z) or Unix milliseconds.
+        #[arg(long, value_name = "T")]
+        since: String,
+        /// The window's end (inclusive); now when left out.
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+    },
+}
+
+/// Runs `notify`, or one of its subcommands.
+pub(super) fn main(
+    command: Option<NotifyCommand>,
+    config: Config,
+) -> Result<std::process::ExitCode, Failure> {
+    match command {
+        None => run(config).map(|()| std::process::ExitCode::SUCCESS),
+        Some(NotifyCommand::Test { endpoint }) => test::run(&config, &endpoint),
+        Some(NotifyCommand::Recover {
+            endpoint,
+            since,
+            until,
+        }) => recover::run(&config, &endpoint, &since, until.as_deref()),
+    }
+}
+
+/// A refusal of the config (exit 64), naming `key`.
+fn invalid(config: &Config, key: &'static str, message: String) -> Failure {
+    Failure::Config(ConfigError::Invalid {
+        path: config.path.clone(),
+        key,
+        message,
+    })
+}
+
+/// The endpoint named `name`, or a refusal (exit 64) naming it and listing the names.
+fn find_endpoint<'a>(config: &'a Config, name: &str) -> Result<&'a EndpointConfig, Failure> {
+    config
+        .notify
+        .endpoints
+        .iter()
+        .find(|endpoint| endpoint.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config
+                .notify
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.name.as_str())
+                .collect();
+            let listed = match names.is_empty() {
+                true => "there is no [[notify.endpoint]]".to_owned(),
+                false => format!("the endpoints are: {}", names.join(", ")),
+            };
+            invalid(
+                config,
+                "--endpoint",
+                format!("no endpoint {name:?}; {listed}"),
+            )
         })
-    };
+}
+
+/// Runs every endpoint until a shutdown signal.
+fn run(config: Config) -> Result<(), Failure> {
+    let invalid = |key, message: String| invalid(&config, key, message);
     let log = match config.events.sink {
         SinkKind::Redis => match config.events.redis_url.clone() {
             Some(url) => Log::Redis(url),
@@ -84,7 +171,11 @@ pub(super) fn run(config: Config) -> Result<(), Failure> {
                 .map_err(|message| invalid("notify.endpoint.url", message))?;
         }
         match log {
-            Log::Redis(redis_url) => deliver(&config, &redis_url).await,
+            Log::Redis(redis_url) => {
+                // Bound before any delivery starts: a port in use stops us as it stops serve.
+                let listener = admin::bind(&config).await.map_err(Failure::Serve)?;
+                deliver(&config, &redis_url, listener).await
+            }
             Log::File => {
                 let state_dir = config.notify.state_dir_for(&config.events.file);
                 // Held until the process ends: the kernel lets it go even on kill -9.
@@ -92,7 +183,8 @@ pub(super) fn run(config: Config) -> Result<(), Failure> {
                     LockError::Held(_) => invalid("notify.state_dir", e.to_string()),
                     LockError::Io { .. } => Failure::Io(std::io::Error::other(e.to_string())),
                 })?;
-                deliver_file(&config, &state_dir).await
+                let listener = admin::bind(&config).await.map_err(Failure::Serve)?;
+                deliver_file(&config, &state_dir, listener).await
             }
         }
     })
@@ -106,15 +198,29 @@ enum Log {
     File,
 }
 
-/// Starts an HTTP worker per endpoint over the events file, and stops them all on SIGTERM or
-/// SIGINT; each writes its checkpoint as it stops.
-async fn deliver_file(config: &Config, state_dir: &std::path::Path) -> Result<(), Failure> {
+/// Starts an HTTP worker per endpoint over the events file and the admin listener on
+/// `listener`, and stops them all on SIGTERM or SIGINT; each worker writes its checkpoint as
+/// it stops.
+async fn deliver_file(
+    config: &Config,
+    state_dir: &std::path::Path,
+    listener: mailtrack::server::AdminListener,
+) -> Result<(), Failure> {
     let shutdown = signals::shutdown_signal();
-    let metrics = NotifyMetrics::default();
+    let metrics = Arc::new(NotifyMetrics::default());
     let (stop, stopped) = watch::channel(false);
     let mut workers = JoinSet::new();
     for endpoint in &config.notify.endpoints {
-        // Stream endpoints were refused above.
+        metrics.endpoint(&endpoint.name);
+    }
+    let admin = tokio::spawn({
+        let config = config.clone();
+        let metrics = Arc::clone(&metrics);
+        let stopped = stopped.clone();
+        async move { admin::serve(listener, &config, metrics, stopped).await }
+    });
+    for endpoint in &config.notify.endpoints {
+        // Stream endpoints were refused before.
         let ReceiverConfig::Http(http) = &endpoint.receiver else {
             continue;
         };
@@ -137,6 +243,7 @@ async fn deliver_file(config: &Config, state_dir: &std::path::Path) -> Result<()
     tracing::info!("stopping: letting deliveries in flight finish");
     let _ = stop.send(true);
     while workers.join_next().await.is_some() {}
+    let _ = admin.await;
     tracing::info!("every endpoint stopped");
     Ok(())
 }
@@ -151,6 +258,7 @@ async fn check_endpoint(endpoint: &EndpointConfig) -> Result<(), String> {
         .map_err(|message| format!("endpoint {:?}: {message}", endpoint.name))
 }
 
+/// The address policy an endpoint's `allow_private` asks for.
 fn policy(allow_private: bool) -> AddressPolicy {
     if allow_private {
         AddressPolicy::AllowPrivate
@@ -159,13 +267,28 @@ fn policy(allow_private: bool) -> AddressPolicy {
     }
 }
 
-/// Starts a worker per endpoint, and stops them all on SIGTERM or SIGINT.
-async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
+/// Starts a worker per endpoint and the admin listener on `listener`, and stops them all on
+/// SIGTERM or SIGINT.
+async fn deliver(
+    config: &Config,
+    redis_url: &str,
+    listener: mailtrack::server::AdminListener,
+) -> Result<(), Failure> {
     let shutdown = signals::shutdown_signal();
     let consumer = consumer_name();
-    let metrics = NotifyMetrics::default();
+    let metrics = Arc::new(NotifyMetrics::default());
     let (stop, stopped) = watch::channel(false);
     let mut workers = JoinSet::new();
+    // Every endpoint's series exist from the start, so a scrape shows them all at zero.
+    for endpoint in &config.notify.endpoints {
+        metrics.endpoint(&endpoint.name);
+    }
+    let admin = tokio::spawn({
+        let config = config.clone();
+        let metrics = Arc::clone(&metrics);
+        let stopped = stopped.clone();
+        async move { admin::serve(listener, &config, metrics, stopped).await }
+    });
     let failed = |e: &dyn std::fmt::Display| Failure::Io(std::io::Error::other(e.to_string()));
     for endpoint in &config.notify.endpoints {
         let rule = Rule::new(&endpoint.rule);
@@ -199,8 +322,14 @@ async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
                     .get_connection_manager()
                     .await
                     .map_err(|e| failed(&e))?;
-                let worker =
-                    StreamWorker::new(name, rule, store, target_redis, target.stream.clone());
+                let worker = StreamWorker::new(
+                    name.clone(),
+                    rule,
+                    store,
+                    target_redis,
+                    target.stream.clone(),
+                )
+                .with_metrics(metrics.endpoint(&name));
                 workers.spawn(worker.run(stopped.clone()));
             }
         }
@@ -211,6 +340,8 @@ async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
     // The workers hold receivers until they return, so the send reaches them.
     let _ = stop.send(true);
     while workers.join_next().await.is_some() {}
+    // The listener drains on the same signal; a panic in it has nothing left to stop.
+    let _ = admin.await;
     tracing::info!("every endpoint stopped");
     Ok(())
 }
