@@ -63,7 +63,8 @@ impl StreamWorker {
     pub async fn run(mut self, shutdown: watch::Receiver<bool>) {
         let mut last_claim: Option<Instant> = None;
         while !*shutdown.borrow() {
-            let claim = last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY);
+            let claim_every = CLAIM_EVERY.min(self.store.claim_idle());
+            let claim = last_claim.is_none_or(|at| at.elapsed() >= claim_every);
             if claim {
                 last_claim = Some(Instant::now());
             }
