@@ -35,7 +35,7 @@ set -euo pipefail
 DURATION=${DURATION:-5}               # seconds of wrk on serve
 PREFILL=${PREFILL:-300000}            # events in the stream before notify starts
 LATENCY_SECONDS=${LATENCY_SECONDS:-10}
-LINGERS_MS=${LINGERS_MS:-"500 50"}    # the default linger, and a short one
+LINGERS_MS=${LINGERS_MS-"500 50"}     # the default linger, and a short one; "" skips step 5
 CONCURRENCY=${CONCURRENCY:-4}         # notify's POSTs in flight (the default)
 SERVE_CPU=1                           # serve, then notify
 CLIENT_CPU=0                          # wrk, Redis, nginx, the load and the receiver
@@ -109,6 +109,22 @@ group_field() {
 # process_ticks PID: CPU time (user + system, clock ticks) of PID, all its threads.
 process_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# core_ticks CPU: "busy total" clock ticks of one core so far (busy: neither idle nor iowait).
+core_ticks() {
+    awk -v cpu="cpu$1" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+# busy "BUSY TOTAL" "BUSY TOTAL": the busy percentage of a core between two core_ticks.
+busy() {
+    local b1 t1 b2 t2
+    read -r b1 t1 <<<"$1"
+    read -r b2 t2 <<<"$2"
+    awk -v b=$((b2 - b1)) -v t=$((t2 - t1)) 'BEGIN { printf "%.0f%%", (t > 0 ? 100 * b / t : 0) }'
+}
+
+# share TICKS_DELTA MS: the percentage of one core that TICKS_DELTA clock ticks are of MS.
+share() { awk -v t="$1" -v ms="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f%%", 100 * t / hz * 1000 / ms }'; }
+
 now_ms() { date +%s%3N; }
 
 # config FILE STREAM ENDPOINT_URL LINGER_MS: serve's and notify's config.
@@ -179,14 +195,24 @@ main() {
     status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_SERVE$target")
     [ "$status" = 302 ] || die "serve answered $status to the click"
     log "serve: wrk for ${DURATION}s on core $CLIENT_CPU, serve on core $SERVE_CPU"
+    local serve_ticks0 serve_ticks1 core0 core1
+    serve_ticks0=$(process_ticks "$serve_pid") core0=$(core_ticks "$SERVE_CPU")
     taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d"${DURATION}s" --latency \
         "http://127.0.0.1:$P_SERVE$target" >wrk.txt 2>&1
-    local serve_rps
+    serve_ticks1=$(process_ticks "$serve_pid") core1=$(core_ticks "$SERVE_CPU")
+    # How busy the core was, and how much of it serve had: the rest was someone else's.
+    local serve_core serve_share
+    serve_core=$(busy "$core0" "$core1")
+    serve_share=$(share $((serve_ticks1 - serve_ticks0)) $((DURATION * 1000)))
+    local serve_rps serve_requests serve_us
     serve_rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' wrk.txt)
+    serve_requests=$(awk '/requests in/ { print $1 }' wrk.txt)
+    serve_us=$(awk -v t=$((serve_ticks1 - serve_ticks0)) -v hz="$(getconf CLK_TCK)" -v n="$serve_requests" \
+        'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
     stop "$serve_pid"
     local written
     written=$(rcli XLEN "$STREAM")
-    log "serve: $serve_rps clicks/s; $written events in the stream"
+    log "serve: $serve_rps clicks/s, $serve_us µs of serve CPU a click; $written events in the stream"
 
     # 2. Top up to PREFILL with copies of serve's first event.
     if [ "$written" -lt "$PREFILL" ]; then
@@ -245,7 +271,7 @@ NGINX
         kill -0 "$notify_pid" 2>/dev/null || die "notify exited: $(tail -3 notify.err)"
         read=$(group_field "$STREAM" "$group" entries-read)
         if [ -z "$t0" ] && [ -n "$read" ] && [ "$read" != 0 ]; then
-            t0=$(now_ms) read0=$read ticks0=$(process_ticks "$notify_pid")
+            t0=$(now_ms) read0=$read ticks0=$(process_ticks "$notify_pid") core0=$(core_ticks "$SERVE_CPU")
         fi
         if [ -n "$t0" ]; then
             lag=$(group_field "$STREAM" "$group" lag)
@@ -255,7 +281,10 @@ NGINX
         sleep 0.1
     done
     local t1 ticks1
-    t1=$(now_ms) ticks1=$(process_ticks "$notify_pid")
+    t1=$(now_ms) ticks1=$(process_ticks "$notify_pid") core1=$(core_ticks "$SERVE_CPU")
+    local notify_core notify_share
+    notify_core=$(busy "$core0" "$core1")
+    notify_share=$(share $((ticks1 - ticks0)) $((t1 - t0)))
     [ "${lag:-}" = 0 ] && [ "${pending:-}" = 0 ] || die "notify did not catch up (lag $lag, pending $pending)"
     local notify_rate cpu_us
     notify_rate=$(awk -v n=$((total - read0)) -v ms=$((t1 - t0)) 'BEGIN { printf "%.0f", n * 1000 / ms }')
@@ -268,7 +297,8 @@ NGINX
     stop "$nginx_pid"
 
     # 5. Latency at half of notify's rate, to the Python receiver.
-    local half=$((notify_rate / 2)) linger lines=()
+    local half=$((notify_rate / 2)) linger
+    lines=()
     for linger in $LINGERS_MS; do
         rcli DEL "$LATENCY_STREAM" >/dev/null
         start receiver "$CLIENT_CPU" "$P_RECV" python3 "$ROOT/benches/notify_receiver.py" \
@@ -307,13 +337,15 @@ NGINX
         lines+=("$summary")
     done
 
-    local ratio
+    local ratio cpu_ratio
     ratio=$(awk -v n="$notify_rate" -v s="$serve_rps" 'BEGIN { printf "%.2f", n / s }')
+    cpu_ratio=$(awk -v n="$cpu_us" -v s="$serve_us" 'BEGIN { printf "%.2f", s / n }')
     {
-        echo "serve (core $SERVE_CPU, Redis sink, wrk -t1 -c64 -d${DURATION}s on core $CLIENT_CPU): $serve_rps clicks/s"
-        echo "notify (core $SERVE_CPU, batches of 100, concurrency $CONCURRENCY, nginx return 204 on core $CLIENT_CPU): $notify_rate events/s over $((total - read0)) events ($((t1 - t0)) ms), $cpu_us µs of notify CPU an event, $dead dead letters"
+        echo "serve (core $SERVE_CPU, Redis sink, wrk -t1 -c64 -d${DURATION}s on core $CLIENT_CPU): $serve_rps clicks/s, $serve_us µs of serve CPU a click; core $SERVE_CPU busy $serve_core, serve $serve_share of it"
+        echo "notify (core $SERVE_CPU, batches of 100, concurrency $CONCURRENCY, nginx return 204 on core $CLIENT_CPU): $notify_rate events/s over $((total - read0)) events ($((t1 - t0)) ms), $cpu_us µs of notify CPU an event, $dead dead letters; core $SERVE_CPU busy $notify_core, notify $notify_share of it"
         echo "ratio notify events/s / serve clicks/s: $ratio (goal >= 3: $(awk -v r="$ratio" 'BEGIN { print (r >= 3 ? "met" : "missed") }'))"
-        printf '%s\n' "${lines[@]}"
+        echo "per CPU-second (serve's CPU a click / notify's CPU an event): $cpu_ratio"
+        [ ${#lines[@]} -eq 0 ] || printf '%s\n' "${lines[@]}"
     } | tee "$RESULTS/notify.txt"
 }
 
