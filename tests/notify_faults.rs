@@ -634,8 +634,10 @@ fn two_notify_processes_share_the_work_and_lose_nothing() {
                         .redis
                         .query(redis::cmd("XINFO").arg("CONSUMERS").arg(STREAM).arg(&group));
                     for consumer in consumers {
-                        let name: String = redis::from_redis_value(consumer["name"].clone()).unwrap();
-                        let held: u64 = redis::from_redis_value(consumer["pending"].clone()).unwrap();
+                        let name: String =
+                            redis::from_redis_value(consumer["name"].clone()).unwrap();
+                        let held: u64 =
+                            redis::from_redis_value(consumer["pending"].clone()).unwrap();
                         *worked.entry(name).or_insert(0) += held;
                     }
                 }
