@@ -17,7 +17,7 @@ use mailtrack::config::notify::{
 };
 use mailtrack::notify::http::{AddressPolicy, WebhookClient};
 use mailtrack::notify::metrics::{EndpointMetrics, NotifyMetrics};
-use mailtrack::notify::redis_log::EndpointStore;
+use mailtrack::notify::redis_log::{EndpointStore, CLAIM_MIN_IDLE};
 use mailtrack::notify::stream_worker::StreamWorker;
 use mailtrack::notify::worker::HttpWorker;
 use mailtrack::notify::Rule;
@@ -116,9 +116,16 @@ async fn start(
     rule: Rule,
     receiver: HttpReceiver,
 ) -> Running {
-    let store = EndpointStore::open(&redis.url(), STREAM, endpoint, consumer, receiver.linger)
-        .await
-        .unwrap();
+    let store = EndpointStore::open(
+        &redis.url(),
+        STREAM,
+        endpoint,
+        consumer,
+        receiver.linger,
+        CLAIM_MIN_IDLE,
+    )
+    .await
+    .unwrap();
     let client = WebhookClient::new(receiver.timeout, AddressPolicy::AllowPrivate).unwrap();
     let stats = NotifyMetrics::default().endpoint(endpoint);
     let worker = HttpWorker::new(
@@ -360,6 +367,7 @@ async fn a_stream_endpoint_gets_a_filtered_copy_on_another_redis() {
         "crm",
         "p1",
         Duration::from_millis(50),
+        CLAIM_MIN_IDLE,
     )
     .await
     .unwrap();
@@ -410,6 +418,7 @@ async fn lag_counts_what_the_endpoint_has_not_read() {
         "slow",
         "p1",
         Duration::from_millis(10),
+        CLAIM_MIN_IDLE,
     )
     .await
     .unwrap();

@@ -73,6 +73,17 @@ pub const DEFAULT_NOTIFY_ADMIN_LISTEN: &str = "127.0.0.1:9091";
 /// The most endpoints one config may name: each is a consumer group and a task of its own.
 pub const MAX_ENDPOINTS: usize = 256;
 
+/// How long an entry another `notify` process read must stay unacknowledged before this one
+/// takes it over, when not configured: 60 s. Far longer than a delivery's timeout and a
+/// batch's linger together, so that a live process's entries are never taken from it; short
+/// enough that a crashed process's batch goes out again within a minute or so.
+pub const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(60);
+
+/// What `claim_idle_ms` must leave beyond every HTTP endpoint's timeout and linger: 1 s, for
+/// the Redis round trips of recording an attempt's outcome. Below it, a live process's
+/// batch could be claimed while its attempt is still being recorded, and sent twice.
+pub const CLAIM_IDLE_MARGIN: Duration = Duration::from_secs(1);
+
 /// `[notify]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyConfig {
@@ -85,6 +96,9 @@ pub struct NotifyConfig {
     /// when it follows the events file, resolved against the config folder. `None` for the
     /// default, `{events file}.notify` beside the events file ([`NotifyConfig::state_dir_for`]).
     pub state_dir: Option<PathBuf>,
+    /// How long an entry read by another consumer stays pending before it is claimed
+    /// (`claim_idle_ms`).
+    pub claim_idle: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -96,6 +110,7 @@ impl Default for NotifyConfig {
                 .parse()
                 .expect("DEFAULT_NOTIFY_ADMIN_LISTEN is an address"),
             state_dir: None,
+            claim_idle: DEFAULT_CLAIM_IDLE,
         }
     }
 }
@@ -238,6 +253,7 @@ pub(super) struct RawNotify {
     endpoint: Vec<RawEndpoint>,
     admin_listen: Option<String>,
     state_dir: Option<PathBuf>,
+    claim_idle_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -294,12 +310,44 @@ impl RawNotify {
                 ("notify.admin_listen", message)
             })?,
         };
+        let claim_idle = claim_idle(self.claim_idle_ms, &endpoints)?;
         Ok(NotifyConfig {
             endpoints,
             admin_listen,
+            claim_idle,
             state_dir: self.state_dir.map(|dir| folder.join(dir)),
         })
     }
+}
+
+/// `claim_idle_ms`, refused when it does not leave [`CLAIM_IDLE_MARGIN`] beyond the longest
+/// timeout plus linger of any HTTP endpoint: a live process's batch would then be taken from
+/// it mid-attempt.
+fn claim_idle(written: Option<u64>, endpoints: &[EndpointConfig]) -> Result<Duration, Refusal> {
+    let Some(ms) = written else {
+        return Ok(DEFAULT_CLAIM_IDLE);
+    };
+    let claim_idle = Duration::from_millis(ms);
+    let longest = endpoints
+        .iter()
+        .filter_map(|endpoint| match &endpoint.receiver {
+            ReceiverConfig::Http(http) => Some((&endpoint.name, http.timeout + http.linger)),
+            ReceiverConfig::Stream(_) => None,
+        })
+        .max_by_key(|(_, held)| *held);
+    if let Some((name, held)) = longest {
+        let least = held + CLAIM_IDLE_MARGIN;
+        if claim_idle < least {
+            let message = format!(
+                "{ms} ms is less than endpoint {name:?}'s timeout_ms plus linger_ms plus {} ms; \
+                 set at least {} so that a live process's batch is never claimed mid-attempt",
+                CLAIM_IDLE_MARGIN.as_millis(),
+                least.as_millis()
+            );
+            return Err(("notify.claim_idle_ms", message));
+        }
+    }
+    Ok(claim_idle)
 }
 
 impl RawEndpoint {
@@ -672,6 +720,25 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn claim_idle_defaults_to_a_minute_and_must_outlast_timeout_and_linger() {
+        let dir = with_secrets(SECRET);
+        let endpoint = "[[endpoint]]\nname = \"e1\"\nevents = [\"Open\"]\n\
+                        url = \"https://r.example/\"\nsecrets_file = \"s.secrets\"\n\
+                        timeout_ms = 1000\nlinger_ms = 100\n";
+        let config = parse(endpoint, dir.path()).unwrap();
+        assert_eq!(config.claim_idle, DEFAULT_CLAIM_IDLE);
+        let config = parse(&format!("claim_idle_ms = 2100\n{endpoint}"), dir.path()).unwrap();
+        assert_eq!(config.claim_idle, Duration::from_millis(2100));
+        let (key, message) =
+            parse(&format!("claim_idle_ms = 2099\n{endpoint}"), dir.path()).unwrap_err();
+        assert_eq!(key, "notify.claim_idle_ms");
+        assert!(
+            message.contains("\"e1\"") && message.contains("2100"),
+            "{message}"
+        );
     }
 
     #[test]

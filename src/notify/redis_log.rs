@@ -5,7 +5,7 @@
 //! - **The log.** A consumer group per endpoint, `mailtrack-notify:{endpoint}`, on the events
 //!   stream. An entry is acknowledged only once it is delivered, or safely in the retry set.
 //!   Entries a dead process had read are claimed by the others once they have been pending
-//!   for [`CLAIM_MIN_IDLE`].
+//!   for the store's `claim_idle` (`[notify] claim_idle_ms`, [`CLAIM_MIN_IDLE`] by default).
 //! - **Retries.** A sorted set, `{stream}:notify:{endpoint}:retry`, of deliveries scored by
 //!   when their next attempt is due. A process takes due ones with a lease (their score
 //!   moved [`RETRY_LEASE`] ahead, in one script), so that a process that dies mid-attempt
@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 /// The events stream's field that holds an event's JSON.
 pub const EVENT_FIELD: &str = "event";
 
-/// How long an entry read by another consumer must be pending before it is claimed: far
-/// longer than a delivery's timeout and a batch's linger together, so that a live process's
-/// entries are never taken from it.
-pub const CLAIM_MIN_IDLE: Duration = Duration::from_secs(60);
+/// How long an entry read by another consumer must be pending before it is claimed, by
+/// default: far longer than a delivery's timeout and a batch's linger together, so that a
+/// live process's entries are never taken from it. `[notify] claim_idle_ms` sets it.
+pub const CLAIM_MIN_IDLE: Duration = crate::config::notify::DEFAULT_CLAIM_IDLE;
 
 /// How far ahead a taken retry's score is moved while it is attempted: longer than any
 /// attempt's timeout, so only a dead process's retries come due again.
@@ -108,6 +108,7 @@ pub struct EndpointStore {
     consumer: String,
     retry_key: String,
     dead_key: String,
+    claim_idle: Duration,
 }
 
 impl std::fmt::Debug for EndpointStore {
@@ -186,13 +187,15 @@ pub fn now_ms() -> u64 {
 impl EndpointStore {
     /// Connects to `redis_url` for `endpoint`, reading `stream` as `consumer`, and creates
     /// the endpoint's group if it is missing, at the stream's start: an endpoint added later
-    /// is delivered what the stream still holds.
+    /// is delivered what the stream still holds. Entries other consumers left pending for
+    /// `claim_idle` are taken over by [`EndpointStore::claim_stale`].
     pub async fn open(
         redis_url: &str,
         stream: &str,
         endpoint: &str,
         consumer: &str,
         block: Duration,
+        claim_idle: Duration,
     ) -> Result<EndpointStore, RedisError> {
         let client = redis::Client::open(redis_url)?;
         let config = |timeout| {
@@ -212,6 +215,7 @@ impl EndpointStore {
             consumer: consumer.to_owned(),
             retry_key: format!("{stream}:notify:{endpoint}:retry"),
             dead_key: dead_letters_key(stream, endpoint),
+            claim_idle,
         };
         store.create_group().await?;
         Ok(store)
@@ -232,13 +236,18 @@ impl EndpointStore {
         }
     }
 
+    /// How long an entry must be pending before [`EndpointStore::claim_stale`] takes it.
+    pub fn claim_idle(&self) -> Duration {
+        self.claim_idle
+    }
+
     /// Takes over up to `count` entries other consumers read and never acknowledged.
     pub async fn claim_stale(&mut self, count: usize) -> Result<Vec<LogEntry>, RedisError> {
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.stream)
             .arg(&self.group)
             .arg(&self.consumer)
-            .arg(CLAIM_MIN_IDLE.as_millis() as u64)
+            .arg(self.claim_idle.as_millis() as u64)
             .arg("0-0")
             .arg("COUNT")
             .arg(count)

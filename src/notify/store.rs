@@ -46,6 +46,15 @@ impl From<FileStore> for Store {
 }
 
 impl Store {
+    /// How long another process's entries stay pending before they are claimed: the file,
+    /// which one process reads, has none to claim, so it never needs looking for.
+    pub fn claim_idle(&self) -> Duration {
+        match self {
+            Store::Redis(store) => store.claim_idle(),
+            Store::File(_) => Duration::MAX,
+        }
+    }
+
     /// Takes over up to `count` entries another (dead) process read and never settled: none
     /// for the file, which one process reads.
     pub async fn claim_stale(&mut self, count: usize) -> Result<Vec<LogEntry>, StoreError> {

@@ -82,7 +82,8 @@ impl StreamWorker {
                 last_lag = Some(Instant::now());
                 self.measure_lag().await;
             }
-            let claim = last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY);
+            let claim_every = CLAIM_EVERY.min(self.store.claim_idle());
+            let claim = last_claim.is_none_or(|at| at.elapsed() >= claim_every);
             if claim {
                 last_claim = Some(Instant::now());
             }

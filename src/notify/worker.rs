@@ -37,7 +37,8 @@ use super::signature::webhook_id;
 use super::store::{Store, StoreError};
 use crate::config::notify::{HttpReceiver, WebhookSecret};
 
-/// How often entries left pending by other consumers are looked for.
+/// How often entries left pending by other consumers are looked for, at most: as often as
+/// they may become claimable, when `claim_idle` is shorter.
 pub const CLAIM_EVERY: Duration = Duration::from_secs(15);
 
 /// How often the endpoint's lag behind the log is measured, for the metrics.
@@ -178,7 +179,8 @@ impl HttpWorker {
             return Ok(started);
         }
         let size = self.receiver.batch_size;
-        if last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY) {
+        let claim_every = CLAIM_EVERY.min(self.store.claim_idle());
+        if last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
             *last_claim = Some(Instant::now());
             let stale = self.store.claim_stale(size).await?;
             self.gather(stale, batch).await?;

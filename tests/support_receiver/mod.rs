@@ -21,8 +21,10 @@ pub struct Received {
     pub path: String,
     pub headers: BTreeMap<String, String>,
     pub body: Bytes,
-    /// The status it was answered with.
+    /// The status it was answered with; 0 while (or if never) answered.
     pub status: u16,
+    /// How long the answer was held back.
+    pub delay: Duration,
 }
 
 /// How the receiver answers request number `n` (from 0): status, extra headers, body, and how
@@ -51,6 +53,9 @@ type Script = dyn Fn(usize, &Received) -> Reply + Send + Sync;
 pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Script>,
+    /// The accept loop and every connection's task, aborted by [`Receiver::go_down`].
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Receiver {
@@ -59,11 +64,35 @@ impl Receiver {
         script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
     ) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Script> = Arc::new(script);
-        let log = Arc::clone(&received);
-        tokio::spawn(async move {
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            received: Arc::new(Mutex::new(Vec::new())),
+            script: Arc::new(script),
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        };
+        receiver.serve(listener);
+        receiver
+    }
+
+    /// Closes the listener and every open connection, as a receiver that went down: a
+    /// connection attempt is then refused, and a request in flight gets no answer.
+    pub fn go_down(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port, after [`Receiver::go_down`].
+    pub async fn come_up(&self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let log = Arc::clone(&self.received);
+        let script = Arc::clone(&self.script);
+        let tasks = Arc::clone(&self.tasks);
+        let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (log, script) = (Arc::clone(&log), Arc::clone(&script));
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -85,6 +114,7 @@ impl Receiver {
                             headers,
                             body,
                             status: 0,
+                            delay: Duration::ZERO,
                         };
                         let n = {
                             let mut log = log.lock().unwrap();
@@ -92,8 +122,14 @@ impl Receiver {
                             log.len() - 1
                         };
                         let reply = script(n, &got);
-                        log.lock().unwrap()[n].status = reply.status;
                         tokio::time::sleep(reply.delay).await;
+                        {
+                            // Recorded once the answer is due: a request cut off by
+                            // `go_down` while it waited stays unanswered (status 0).
+                            let mut log = log.lock().unwrap();
+                            log[n].status = reply.status;
+                            log[n].delay = reply.delay;
+                        }
                         let mut response = Response::new(Full::new(Bytes::from(reply.body)));
                         *response.status_mut() = reply.status.try_into().unwrap();
                         for (name, value) in reply.headers {
@@ -102,16 +138,17 @@ impl Receiver {
                         Ok::<_, Infallible>(response)
                     }
                 });
-                tokio::spawn(
+                let connection = tokio::spawn(
                     hyper_util::server::conn::auto::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
                     )
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned(),
                 );
+                tasks.lock().unwrap().push(connection.abort_handle());
             }
         });
-        Receiver { addr, received }
+        self.tasks.lock().unwrap().push(accept.abort_handle());
     }
 
     /// Every request so far.

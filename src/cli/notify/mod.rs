@@ -301,6 +301,7 @@ async fn deliver(
                     &name,
                     &consumer,
                     http.linger,
+                    config.notify.claim_idle,
                 )
                 .await
                 .map_err(|e| failed(&e))?;
@@ -312,10 +313,16 @@ async fn deliver(
             }
             ReceiverConfig::Stream(target) => {
                 let block = std::time::Duration::from_millis(500);
-                let store =
-                    EndpointStore::open(redis_url, &config.events.stream, &name, &consumer, block)
-                        .await
-                        .map_err(|e| failed(&e))?;
+                let store = EndpointStore::open(
+                    redis_url,
+                    &config.events.stream,
+                    &name,
+                    &consumer,
+                    block,
+                    config.notify.claim_idle,
+                )
+                .await
+                .map_err(|e| failed(&e))?;
                 let target_url = target.redis_url.as_deref().unwrap_or(redis_url);
                 let target_redis = redis::Client::open(target_url)
                     .map_err(|e| failed(&e))?

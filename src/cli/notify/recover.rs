@@ -253,6 +253,7 @@ pub(super) fn run(
                     name,
                     CONSUMER,
                     Duration::ZERO,
+                    config.notify.claim_idle,
                 )
                 .await
                 .map_err(|e| io(format!("connecting to Redis: {e}")))?;
