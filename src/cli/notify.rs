@@ -6,19 +6,33 @@
 //! endpoint does not allow. Any number of `notify` processes may run on one Redis: each is a
 //! consumer of every endpoint's group, named after its host and process id.
 //!
-//! Still to come (issue 15): the file log, SNS envelopes, `notify test`, `notify recover`, and
-//! the metrics on notify's own admin listener.
+//! SNS endpoints (`format = "sns"`) need notify's own listener, on `[notify] admin_listen`:
+//! their receivers confirm there, on [`sns::CONFIRM_PATH`]. Until the notify admin listener
+//! has its route table, a minimal one answers that route alone, and only when some endpoint
+//! is SNS.
+//!
+//! Still to come (issue 15): the file log, `notify test`, `notify recover`, and the metrics on
+//! notify's own admin listener.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use url::Url;
 
-use mailtrack::config::notify::{EndpointConfig, ReceiverConfig};
+use mailtrack::config::notify::{EndpointConfig, HttpReceiver, PayloadFormat, ReceiverConfig};
 use mailtrack::notify::http::{check_receiver, AddressPolicy, WebhookClient};
 use mailtrack::notify::metrics::NotifyMetrics;
 use mailtrack::notify::redis_log::EndpointStore;
+use mailtrack::notify::sns::{self, SnsGate, SnsTopic};
 use mailtrack::notify::stream_worker::StreamWorker;
 use mailtrack::notify::worker::HttpWorker;
-use mailtrack::notify::Rule;
+use mailtrack::notify::{RetrySchedule, Rule};
 use mailtrack::server::signals;
 use mailtrack::{Config, ConfigError};
 
@@ -80,6 +94,7 @@ async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
     let (stop, stopped) = watch::channel(false);
     let mut workers = JoinSet::new();
     let failed = |e: &dyn std::fmt::Display| Failure::Io(std::io::Error::other(e.to_string()));
+    let sns = SnsSetup::start(config, redis_url, stopped.clone()).await?;
     for endpoint in &config.notify.endpoints {
         let rule = Rule::new(&endpoint.rule);
         let name = endpoint.name.clone();
@@ -97,7 +112,10 @@ async fn deliver(config: &Config, redis_url: &str) -> Result<(), Failure> {
                 let client = WebhookClient::new(http.timeout, policy(http.allow_private))
                     .map_err(Failure::Io)?;
                 let series = metrics.endpoint(&name);
-                let worker = HttpWorker::new(name, rule, http.clone(), client, store, series);
+                let mut worker = HttpWorker::new(name, rule, http.clone(), client, store, series);
+                if let Some(gate) = sns.as_ref().and_then(|sns| sns.gate(endpoint, http)) {
+                    worker = worker.with_sns(gate);
+                }
                 workers.spawn(worker.run(stopped.clone()));
             }
             ReceiverConfig::Stream(target) => {
@@ -135,4 +153,132 @@ fn consumer_name() -> String {
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "host".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+/// The SNS endpoints' subscriptions, and the listener their receivers confirm on.
+struct SnsSetup {
+    topics: Arc<Vec<SnsTopic>>,
+    redis: redis::aio::ConnectionManager,
+}
+
+impl SnsSetup {
+    /// Binds `[notify] admin_listen` and answers confirmations on it until `stopped`, when
+    /// some endpoint is SNS; `None` when none is.
+    async fn start(
+        config: &Config,
+        redis_url: &str,
+        stopped: watch::Receiver<bool>,
+    ) -> Result<Option<SnsSetup>, Failure> {
+        let is_sns = |endpoint: &&EndpointConfig| matches!(&endpoint.receiver, ReceiverConfig::Http(http) if http.format == PayloadFormat::Sns);
+        if !config.notify.endpoints.iter().any(|e| is_sns(&e)) {
+            return Ok(None);
+        }
+        let failed = |e: &dyn std::fmt::Display| Failure::Io(std::io::Error::other(e.to_string()));
+        let listener = tokio::net::TcpListener::bind(config.notify.admin_listen)
+            .await
+            .map_err(|e| {
+                Failure::Io(std::io::Error::other(format!(
+                    "notify.admin_listen {}: {e}",
+                    config.notify.admin_listen
+                )))
+            })?;
+        let addr = listener.local_addr().map_err(Failure::Io)?;
+        tracing::info!(%addr, "notify admin listening");
+        let bound = Url::parse(&format!("http://{addr}/")).map_err(|e| failed(&e))?;
+        let mut topics = Vec::new();
+        for endpoint in &config.notify.endpoints {
+            let ReceiverConfig::Http(http) = &endpoint.receiver else {
+                continue;
+            };
+            let Some(options) = &http.sns else {
+                continue;
+            };
+            let public = options
+                .public_url
+                .clone()
+                .or_else(|| config.notify.public_url.clone())
+                .unwrap_or_else(|| bound.clone());
+            topics.push(SnsTopic::new(
+                &endpoint.name,
+                &options.topic_arn,
+                &http.url,
+                public,
+                &config.events.stream,
+            ));
+        }
+        let redis = redis::Client::open(redis_url)
+            .map_err(|e| failed(&e))?
+            .get_connection_manager()
+            .await
+            .map_err(|e| failed(&e))?;
+        let setup = SnsSetup {
+            topics: Arc::new(topics),
+            redis,
+        };
+        tokio::spawn(confirmations(
+            listener,
+            setup.topics.clone(),
+            setup.redis.clone(),
+            stopped,
+        ));
+        Ok(Some(setup))
+    }
+
+    /// The gate of `endpoint`, when it is SNS.
+    fn gate(&self, endpoint: &EndpointConfig, http: &HttpReceiver) -> Option<SnsGate> {
+        let topic = self.topics.iter().find(|t| t.endpoint == endpoint.name)?;
+        let schedule = RetrySchedule::new(http.retry_schedule.clone());
+        Some(SnsGate::new(topic.clone(), self.redis.clone(), schedule))
+    }
+}
+
+/// Answers GETs of `SubscribeURL` until `stopped`; every other request is a JSON 404.
+async fn confirmations(
+    listener: tokio::net::TcpListener,
+    topics: Arc<Vec<SnsTopic>>,
+    redis: redis::aio::ConnectionManager,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let topics = topics.clone();
+        let redis = redis.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |request: Request<hyper::body::Incoming>| {
+                    let topics = topics.clone();
+                    let mut redis = redis.clone();
+                    async move {
+                        let answer = if matches!(*request.method(), Method::GET | Method::HEAD)
+                            && request.uri().path() == sns::CONFIRM_PATH
+                        {
+                            sns::confirm(&mut redis, &topics, request.uri().query()).await
+                        } else {
+                            sns::ConfirmAnswer {
+                            status: 404,
+                            content_type: "application/json",
+                            body: serde_json::json!({ "error": format!("no route {}", request.uri().path()) }).to_string(),
+                        }
+                        };
+                        let response = Response::builder()
+                            .status(answer.status)
+                            .header(hyper::header::CONTENT_TYPE, answer.content_type)
+                            .body(Full::new(Bytes::from(answer.body)));
+                        // A status from the list above and a static content type always build.
+                        Ok::<_, Infallible>(response.expect("a confirmation answer builds"))
+                    }
+                },
+            );
+            // A client that goes away mid-request only ends its own connection.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

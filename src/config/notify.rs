@@ -66,11 +66,33 @@ pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
 /// The most endpoints one config may name: each is a consumer group and a task of its own.
 pub const MAX_ENDPOINTS: usize = 256;
 
+/// Where `mailtrack notify`'s own listener is, when not configured: loopback, one port above
+/// serve's admin listener (9090), so that both run on one host without a clash.
+pub const DEFAULT_NOTIFY_ADMIN_LISTEN: &str = "127.0.0.1:9091";
+
 /// `[notify]`, validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyConfig {
     /// The endpoints, in the order given; names are unique.
     pub endpoints: Vec<EndpointConfig>,
+    /// Where notify's own listener (which answers SNS receivers' `SubscribeURL`) listens.
+    pub admin_listen: std::net::SocketAddr,
+    /// The base of every `SubscribeURL` and `UnsubscribeURL`, as receivers reach notify's
+    /// listener; `None` for `http://{admin_listen}` (as bound).
+    pub public_url: Option<Url>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> NotifyConfig {
+        NotifyConfig {
+            endpoints: Vec::new(),
+            // The constant is a valid address; the test below checks it.
+            admin_listen: DEFAULT_NOTIFY_ADMIN_LISTEN
+                .parse()
+                .expect("DEFAULT_NOTIFY_ADMIN_LISTEN is an address"),
+            public_url: None,
+        }
+    }
 }
 
 /// One `[[notify.endpoint]]`: a subscription.
@@ -125,6 +147,26 @@ pub struct HttpReceiver {
     pub retry_schedule: Vec<Duration>,
     /// Whether the URL may resolve to a loopback, private or link-local address.
     pub allow_private: bool,
+    /// For `format = "sns"`: the `TopicArn` of its envelopes, and the base of its
+    /// `SubscribeURL`; `None` otherwise.
+    pub sns: Option<SnsOptions>,
+}
+
+/// An SNS endpoint's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsOptions {
+    /// The `TopicArn` its envelopes name: `topic_arn`, or
+    /// `arn:aws:sns:mailtrack:000000000000:{endpoint}`.
+    pub topic_arn: String,
+    /// The base of its `SubscribeURL`, overriding `[notify] public_url`.
+    pub public_url: Option<Url>,
+}
+
+/// The `TopicArn` of an SNS endpoint without `topic_arn`: ARN-shaped, so receivers that split
+/// it on `:` find a region (`mailtrack`), an account (twelve zeros, as no AWS account has)
+/// and the endpoint's name as the topic.
+pub fn default_topic_arn(endpoint: &str) -> String {
+    format!("arn:aws:sns:mailtrack:000000000000:{endpoint}")
 }
 
 /// The body of an HTTP delivery.
@@ -193,6 +235,8 @@ impl WebhookSecret {
 pub(super) struct RawNotify {
     #[serde(default)]
     endpoint: Vec<RawEndpoint>,
+    admin_listen: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +258,8 @@ struct RawEndpoint {
     allow_private: Option<bool>,
     stream: Option<String>,
     redis_url: Option<String>,
+    topic_arn: Option<String>,
+    public_url: Option<String>,
 }
 
 impl RawNotify {
@@ -233,7 +279,23 @@ impl RawNotify {
             }
             endpoints.push(endpoint);
         }
-        Ok(NotifyConfig { endpoints })
+        let admin_listen = self
+            .admin_listen
+            .as_deref()
+            .unwrap_or(DEFAULT_NOTIFY_ADMIN_LISTEN);
+        let admin_listen = admin_listen.parse().map_err(|_| {
+            let message = format!("{admin_listen:?} is not IP:PORT");
+            ("notify.admin_listen", message)
+        })?;
+        let public_url = match &self.public_url {
+            Some(text) => Some(public_url(text, "notify.public_url")?),
+            None => None,
+        };
+        Ok(NotifyConfig {
+            endpoints,
+            admin_listen,
+            public_url,
+        })
     }
 }
 
@@ -309,6 +371,8 @@ impl RawEndpoint {
             ("rate_per_second", self.rate_per_second.is_some()),
             ("retry_schedule", self.retry_schedule.is_some()),
             ("allow_private", self.allow_private.is_some()),
+            ("topic_arn", self.topic_arn.is_some()),
+            ("public_url", self.public_url.is_some()),
         ];
         if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
             let message = format!("{key} is for an HTTP receiver, and this one is a stream");
@@ -364,6 +428,7 @@ impl RawEndpoint {
             }
             (_, size) => size.unwrap_or(DEFAULT_BATCH_SIZE),
         };
+        let sns = self.sns_options(format)?;
         let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 {
             return Err(("notify.endpoint.concurrency", "must be at least 1".into()));
@@ -388,8 +453,73 @@ impl RawEndpoint {
             rate_per_second: self.rate_per_second,
             retry_schedule: retry_schedule(self.retry_schedule.as_deref())?,
             allow_private: self.allow_private.unwrap_or(false),
+            sns,
         }))
     }
+
+    /// `topic_arn` and `public_url`, which only an SNS endpoint takes.
+    fn sns_options(&self, format: PayloadFormat) -> Result<Option<SnsOptions>, Refusal> {
+        if format != PayloadFormat::Sns {
+            let set = [
+                ("topic_arn", self.topic_arn.is_some()),
+                ("public_url", self.public_url.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                let message = format!("{key} is for format = \"sns\", and this one is not");
+                return Err(("notify.endpoint.format", message));
+            }
+            return Ok(None);
+        }
+        let topic_arn = match &self.topic_arn {
+            None => default_topic_arn(&self.name),
+            Some(arn) if is_topic_arn(arn) => arn.clone(),
+            Some(arn) => {
+                let message = format!(
+                    "{arn:?} is not arn:aws:sns:REGION:ACCOUNT:TOPIC (letters, digits, - _ . \
+                     in each part)"
+                );
+                return Err(("notify.endpoint.topic_arn", message));
+            }
+        };
+        let public_url = match &self.public_url {
+            Some(text) => Some(public_url(text, "notify.endpoint.public_url")?),
+            None => None,
+        };
+        Ok(Some(SnsOptions {
+            topic_arn,
+            public_url,
+        }))
+    }
+}
+
+/// Whether `arn` reads `arn:PARTITION:sns:REGION:ACCOUNT:TOPIC`, each part non-empty and of
+/// characters that need no escaping in a header or a query.
+fn is_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 256
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && parts.iter().all(|p| plain(p))
+}
+
+/// A base URL for `SubscribeURL`s: http(s), with a host, no query or fragment.
+fn public_url(text: &str, key: &'static str) -> Result<Url, Refusal> {
+    Url::parse(text)
+        .ok()
+        .filter(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.query().is_none()
+                && url.fragment().is_none()
+        })
+        .ok_or((
+            key,
+            format!("{text:?} is not an http(s) URL without a query"),
+        ))
 }
 
 /// A secrets file: one `whsec_…` a line; blank lines and `#` comments are skipped.
