@@ -265,7 +265,21 @@ fn the_receiver_confirms_first_then_gets_every_event_in_an_envelope() {
     }
     let signed: Vec<Received> = notifications.iter().map(|r| as_received(r)).collect();
     verify_with_standardwebhooks(SECRET, &signed);
-    assert!(state(&redis).contains_key("confirmed_at"));
+    let confirmed = state(&redis);
+    assert!(confirmed.contains_key("confirmed_at"));
+
+    // Another topic is another subscription: it must be confirmed afresh, with a new Token.
+    drop(_notify);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(TOPIC, &format!("{TOPIC}-2"))).unwrap();
+    let _notify = start_notify(&config);
+    let got = wait_for(&record, "a confirmation of the new topic", |r| {
+        of_type(r, "SubscriptionConfirmation").len() == 2
+    });
+    let again = of_type(&got, "SubscriptionConfirmation")[1];
+    let again: Value = serde_json::from_str(again["body"].as_str().unwrap()).unwrap();
+    assert_eq!(again["TopicArn"], format!("{TOPIC}-2"));
+    assert_ne!(again["Token"].as_str(), Some(confirmed["token"].as_str()));
 }
 
 #[test]

@@ -707,6 +707,62 @@ mod tests {
     }
 
     #[test]
+    fn an_sns_endpoint_has_a_topic_and_needs_no_secret() {
+        let dir = with_secrets(SECRET);
+        let text = "admin_listen = \"127.0.0.1:0\"\npublic_url = \"https://notify.example/\"\n\
+                    [[endpoint]]\nname = \"ses\"\nevents = [\"Open\"]\n\
+                    url = \"https://r.example/sns\"\nformat = \"sns\"\n";
+        let config = parse(text, dir.path()).unwrap();
+        assert_eq!(config.admin_listen.port(), 0);
+        assert_eq!(
+            config.public_url.unwrap().as_str(),
+            "https://notify.example/"
+        );
+        let ReceiverConfig::Http(http) = &config.endpoints[0].receiver else {
+            panic!();
+        };
+        assert_eq!(http.batch_size, 1);
+        assert!(http.secrets.is_empty());
+        let sns = http.sns.as_ref().unwrap();
+        assert_eq!(sns.topic_arn, "arn:aws:sns:mailtrack:000000000000:ses");
+        assert_eq!(
+            NotifyConfig::default().admin_listen.to_string(),
+            DEFAULT_NOTIFY_ADMIN_LISTEN
+        );
+
+        let endpoint = |extra: &str| {
+            format!(
+                "[[endpoint]]\nname = \"e1\"\nevents = [\"Open\"]\n\
+                 url = \"https://r.example/\"\nsecrets_file = \"s.secrets\"\n{extra}\n"
+            )
+        };
+        let cases = [
+            (
+                "topic_arn = \"arn:aws:sns:r:1:t\"",
+                "notify.endpoint.format",
+            ),
+            (
+                "format = \"sns\"\ntopic_arn = \"topic\"",
+                "notify.endpoint.topic_arn",
+            ),
+            (
+                "format = \"sns\"\ntopic_arn = \"arn:aws:sqs:r:1:t\"",
+                "notify.endpoint.topic_arn",
+            ),
+            (
+                "format = \"sns\"\npublic_url = \"https://n.example/?a=b\"",
+                "notify.endpoint.public_url",
+            ),
+        ];
+        for (extra, key) in cases {
+            let (refused, message) = parse(&endpoint(extra), dir.path()).unwrap_err();
+            assert_eq!(refused, key, "{extra}: {message}");
+        }
+        let (refused, _) = parse("admin_listen = \"nowhere\"", dir.path()).unwrap_err();
+        assert_eq!(refused, "notify.admin_listen");
+    }
+
+    #[test]
     fn secrets_must_be_whsec_base64_of_enough_bytes() {
         assert!(WebhookSecret::parse(SECRET).is_ok());
         assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
