@@ -245,6 +245,8 @@ async fn confirmations(
             _ = stopped.changed() => return,
         };
         let Ok((stream, _)) = accepted else {
+            // Out of descriptors, most likely: rest rather than spin, then accept again.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let topics = topics.clone();

@@ -149,7 +149,7 @@ pub struct HttpReceiver {
     pub allow_private: bool,
     /// For `format = "sns"`: the `TopicArn` of its envelopes, and the base of its
     /// `SubscribeURL`; `None` otherwise.
-    pub sns: Option<SnsOptions>,
+    pub sns: Option<Box<SnsOptions>>,
 }
 
 /// An SNS endpoint's own settings.
@@ -458,7 +458,7 @@ impl RawEndpoint {
     }
 
     /// `topic_arn` and `public_url`, which only an SNS endpoint takes.
-    fn sns_options(&self, format: PayloadFormat) -> Result<Option<SnsOptions>, Refusal> {
+    fn sns_options(&self, format: PayloadFormat) -> Result<Option<Box<SnsOptions>>, Refusal> {
         if format != PayloadFormat::Sns {
             let set = [
                 ("topic_arn", self.topic_arn.is_some()),
@@ -485,10 +485,10 @@ impl RawEndpoint {
             Some(text) => Some(public_url(text, "notify.endpoint.public_url")?),
             None => None,
         };
-        Ok(Some(SnsOptions {
+        Ok(Some(Box::new(SnsOptions {
             topic_arn,
             public_url,
-        }))
+        })))
     }
 }
 

@@ -15,6 +15,7 @@
 //!   unguessable `Token` is the credential, compared in constant time.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
@@ -343,7 +344,7 @@ pub async fn ensure_subscription(
 /// An endpoint's deliveries held back until its subscription is confirmed.
 #[derive(Debug)]
 pub struct SnsGate {
-    topic: SnsTopic,
+    topic: Arc<SnsTopic>,
     redis: ConnectionManager,
     schedule: RetrySchedule,
     confirmed: bool,
@@ -355,7 +356,7 @@ impl SnsGate {
     /// The gate of `topic`, re-sending its confirmation after the waits of `schedule`.
     pub fn new(topic: SnsTopic, redis: ConnectionManager, schedule: RetrySchedule) -> SnsGate {
         SnsGate {
-            topic,
+            topic: Arc::new(topic),
             redis,
             schedule,
             confirmed: false,
@@ -365,7 +366,7 @@ impl SnsGate {
     }
 
     /// The subscription its envelopes are for.
-    pub fn topic(&self) -> &SnsTopic {
+    pub fn topic(&self) -> &Arc<SnsTopic> {
         &self.topic
     }
 

@@ -67,7 +67,7 @@ pub enum Format {
     /// A JSON array of the events (Standard Webhooks).
     Standard,
     /// Each event in an SNS `Notification` envelope of this subscription.
-    Sns(SnsTopic),
+    Sns(std::sync::Arc<SnsTopic>),
 }
 
 /// The body and the further headers of an attempt of `delivery` in `format`: the one place
@@ -270,7 +270,7 @@ impl HttpWorker {
         let secrets: Vec<WebhookSecret> = self.receiver.secrets.clone();
         let schedule = self.schedule.clone();
         let format = match &self.gate {
-            Some(gate) => Format::Sns(gate.topic().clone()),
+            Some(gate) => Format::Sns(std::sync::Arc::clone(gate.topic())),
             None => Format::Standard,
         };
         let mut store = self.store.clone();
