@@ -25,6 +25,7 @@ fn write_config(dir: &Path, redis_url: Option<&str>, endpoint: &str) -> PathBuf 
     let path = dir.join("mailtrack.toml");
     let text = format!(
         "[keys]\nfile = \"keys.toml\"\n[log]\nformat = \"json\"\n{events}\
+         [notify]\nadmin_listen = \"127.0.0.1:0\"\n\
          [[notify.endpoint]]\nname = \"hook\"\nevents = [\"Click\"]\n\
          secrets_file = \"hook.secrets\"\nlinger_ms = 20\n{endpoint}\n"
     );

@@ -4,7 +4,8 @@
 //! - [`rewrite`]: the `rewrite` command.
 //! - [`serve`]: the `serve` command.
 //! - [`events`]: `events tail`, `events replay`.
-//! - [`notify`]: the `notify` command, delivering events to subscribers.
+//! - [`notify`]: the `notify` command, delivering events to subscribers, with `notify test`
+//!   and `notify recover`.
 //!
 //! Every command loads the config the same way ([`load_config`]), and every failure maps to
 //! one exit code ([`Failure`]).
@@ -30,6 +31,9 @@ use events::EventsCommand;
 const EXIT_CONFIG: u8 = 64;
 /// Exit code for bad arguments, as clap uses.
 const EXIT_USAGE: u8 = 2;
+/// Exit code when a receiver did not take what was sent (sysexits' EX_UNAVAILABLE): `notify
+/// test` refused, `notify recover` with batches left undelivered.
+const EXIT_UNAVAILABLE: u8 = 69;
 /// Exit code of `decode` when the link did not verify.
 const EXIT_NOT_VERIFIED: u8 = 1;
 
@@ -102,7 +106,11 @@ enum Command {
     },
     /// Deliver the Redis events stream to every [[notify.endpoint]] whose rule wants each
     /// event, until SIGTERM or SIGINT. Any number may run on one Redis and share the work.
-    Notify,
+    /// `notify test` and `notify recover` work on one endpoint.
+    Notify {
+        #[command(subcommand)]
+        command: Option<notify::NotifyCommand>,
+    },
 }
 
 /// Why a command failed, which decides the exit code.
@@ -170,7 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Events { command } => return events::run(command, config()?),
         Command::Serve => serve::run(config()?)?,
-        Command::Notify => notify::run(config()?)?,
+        Command::Notify { command } => return notify::main(command, config()?),
     }
     Ok(ExitCode::SUCCESS)
 }

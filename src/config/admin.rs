@@ -146,15 +146,7 @@ impl RawAdmin {
         };
         let token_file = self.token_file.map(|file| folder.join(file));
         let token = token_file.as_deref().map(read_token).transpose()?;
-        if token.is_none() && !is_loopback(listen) {
-            return Err((
-                "admin.token_file",
-                format!(
-                    "required when admin.listen ({listen}) is not a loopback address: \
-                     name a file holding the bearer token, or listen on 127.0.0.1"
-                ),
-            ));
-        }
+        require_token_beyond_loopback("admin.listen", listen, token.as_ref())?;
         let max_body_bytes = self.max_body_bytes.unwrap_or(defaults.max_body_bytes);
         if max_body_bytes == 0 || max_body_bytes > MAX_ADMIN_MAX_BODY_BYTES {
             return Err((
@@ -169,6 +161,26 @@ impl RawAdmin {
             max_body_bytes,
         })
     }
+}
+
+/// Refuses a listener on `listen` (the address of key `key`) that is reachable from other
+/// machines when there is no token to guard it. Serve's admin listener and notify's
+/// (`notify.admin_listen`, guarded by the same `[admin] token_file`) share this rule.
+pub(super) fn require_token_beyond_loopback(
+    key: &str,
+    listen: SocketAddr,
+    token: Option<&AdminToken>,
+) -> Result<(), Refusal> {
+    if token.is_none() && !is_loopback(listen) {
+        return Err((
+            "admin.token_file",
+            format!(
+                "required when {key} ({listen}) is not a loopback address: \
+                 name a file holding the bearer token, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The token in `path`, without the whitespace around it (`echo` adds a newline).

@@ -231,6 +231,22 @@ impl Config {
         let log = raw.log.validate().map_err(refused)?;
         let events = raw.events.validate(folder).map_err(refused)?;
         let notify = raw.notify.validate(folder).map_err(refused)?;
+        admin::require_token_beyond_loopback(
+            "notify.admin_listen",
+            notify.admin_listen,
+            admin.token.as_ref(),
+        )
+        .map_err(refused)?;
+        if same_port(notify.admin_listen, admin.listen) {
+            return Err(invalid(
+                "notify.admin_listen",
+                format!(
+                    "{} is also admin.listen: serve and notify may run on one machine, so \
+                     give notify's admin listener a port of its own",
+                    notify.admin_listen
+                ),
+            ));
+        }
         let config = Config {
             path: path.to_owned(),
             tracking,
@@ -415,5 +431,18 @@ mod tests {
         );
         let ports_0 = "[keys]\nfile = \"k\"\n[server]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
         assert!(load(ports_0).is_ok(), "port 0 is a fresh port each time");
+
+        let open = "[keys]\nfile = \"k\"\n[notify]\nadmin_listen = \"0.0.0.0:9091\"\n";
+        let err = load(open).unwrap_err();
+        assert!(
+            err.contains(": admin.token_file: required when notify.admin_listen"),
+            "{err}"
+        );
+        let same = "[keys]\nfile = \"k\"\n[notify]\nadmin_listen = \"127.0.0.1:9090\"\n";
+        let err = load(same).unwrap_err();
+        assert!(
+            err.contains(": notify.admin_listen: 127.0.0.1:9090 is also"),
+            "{err}"
+        );
     }
 }

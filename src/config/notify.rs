@@ -19,6 +19,7 @@
 //! endpoint: `notify.endpoint.url: endpoint "billing": …`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,27 +64,30 @@ pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
 ];
 
+/// Where `mailtrack notify`'s own admin listener (`/metrics`, `/healthz`) binds, when
+/// `[notify] admin_listen` is not set: loopback, so that only this machine reaches it and no
+/// token is needed, as serve's admin listener. Port 9091, not serve's 9090: serve and notify
+/// often run on one machine from one config file, and each needs an address of its own.
+pub const DEFAULT_NOTIFY_ADMIN_LISTEN: &str = "127.0.0.1:9091";
+
 /// The most endpoints one config may name: each is a consumer group and a task of its own.
 pub const MAX_ENDPOINTS: usize = 256;
-
-/// Where `mailtrack notify`'s own listener is, when not configured: loopback, one port above
-/// serve's admin listener (9090), so that both run on one host without a clash.
-pub const DEFAULT_NOTIFY_ADMIN_LISTEN: &str = "127.0.0.1:9091";
 
 /// `[notify]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyConfig {
     /// The endpoints, in the order given; names are unique.
     pub endpoints: Vec<EndpointConfig>,
-    /// Where notify's own listener (which answers SNS receivers' `SubscribeURL`) listens.
-    pub admin_listen: std::net::SocketAddr,
-    /// The base of every `SubscribeURL` and `UnsubscribeURL`, as receivers reach notify's
-    /// listener; `None` for `http://{admin_listen}` (as bound).
+    /// Where notify's admin listener binds; `[admin] token_file`'s token guards it, and is
+    /// required when this is not a loopback address. SNS receivers confirm on it.
+    pub admin_listen: SocketAddr,
+    /// The base of every SNS `SubscribeURL` and `UnsubscribeURL`, as receivers reach notify's
+    /// admin listener; `None` for `http://{admin_listen}` (as bound).
     pub public_url: Option<Url>,
 }
 
 impl Default for NotifyConfig {
-    fn default() -> NotifyConfig {
+    fn default() -> Self {
         NotifyConfig {
             endpoints: Vec::new(),
             // The constant is a valid address; the test below checks it.
@@ -279,14 +283,15 @@ impl RawNotify {
             }
             endpoints.push(endpoint);
         }
-        let admin_listen = self
-            .admin_listen
-            .as_deref()
-            .unwrap_or(DEFAULT_NOTIFY_ADMIN_LISTEN);
-        let admin_listen = admin_listen.parse().map_err(|_| {
-            let message = format!("{admin_listen:?} is not IP:PORT");
-            ("notify.admin_listen", message)
-        })?;
+        let admin_listen = match self.admin_listen.as_deref() {
+            None => NotifyConfig::default().admin_listen,
+            Some(text) => text.parse().map_err(|_| {
+                let message = format!(
+                    "{text:?} is not an address (expected IP:PORT, e.g. \"127.0.0.1:9091\")"
+                );
+                ("notify.admin_listen", message)
+            })?,
+        };
         let public_url = match &self.public_url {
             Some(text) => Some(public_url(text, "notify.public_url")?),
             None => None,
@@ -573,6 +578,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s.secrets"), lines).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_admin_listener_defaults_to_loopback_9091() {
+        let config = parse("", Path::new("/")).unwrap();
+        assert_eq!(
+            config.admin_listen,
+            DEFAULT_NOTIFY_ADMIN_LISTEN.parse().unwrap()
+        );
+        let config = parse("admin_listen = \"127.0.0.1:0\"", Path::new("/")).unwrap();
+        assert_eq!(config.admin_listen.port(), 0);
+        let (key, _) = parse("admin_listen = \"nope\"", Path::new("/")).unwrap_err();
+        assert_eq!(key, "notify.admin_listen");
     }
 
     #[test]

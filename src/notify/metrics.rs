@@ -11,7 +11,11 @@
 //! - `mailtrack_notify_lag_events{endpoint}`, `mailtrack_notify_lag_seconds{endpoint}`: how
 //!   far the endpoint is behind the log, in entries and in the age of the oldest one it has
 //!   not read;
-//! - `mailtrack_notify_attempt_seconds{endpoint}`: a histogram of attempts' latency.
+//! - `mailtrack_notify_attempt_seconds{endpoint}`: a histogram of attempts' latency;
+//! - `mailtrack_notify_delivery_seconds{endpoint}`: a histogram, one sample per event
+//!   delivered, of the time from the event's entry in the log (its `XADD`, the entry id's
+//!   milliseconds) to the receiver's 2xx (or, for a stream endpoint, to its copy): what a
+//!   subscriber waits, retries included.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +36,13 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// The buckets of `delivery_seconds`: from a batch's linger on a fast receiver, through the
+/// first retries (5 s, 5 min), to events delivered after hours of an outage.
+const DELIVERY_BUCKETS: [f64; 16] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+    36000.0,
+];
+
 /// Every endpoint's series.
 #[derive(Debug)]
 pub struct NotifyMetrics {
@@ -46,6 +57,7 @@ pub struct NotifyMetrics {
     lag_events: Family<EndpointLabel, Gauge>,
     lag_seconds: Family<EndpointLabel, Gauge>,
     attempt_seconds: Family<EndpointLabel, Histogram, fn() -> Histogram>,
+    delivery_seconds: Family<EndpointLabel, Histogram, fn() -> Histogram>,
 }
 
 /// One endpoint's series, shared with the families: what a worker adds to shows at once.
@@ -71,11 +83,28 @@ pub struct EndpointMetrics {
     pub lag_seconds: Gauge,
     /// Attempts' latency.
     pub attempt_seconds: Option<Histogram>,
+    /// Each delivered event's time from its log entry to the receiver's 2xx.
+    pub delivery_seconds: Option<Histogram>,
+}
+
+impl EndpointMetrics {
+    /// Records the delivery, now, of events whose log entries were written at `logged_ms`
+    /// (milliseconds since the epoch).
+    pub fn delivered_since(&self, logged_ms: impl IntoIterator<Item = u64>) {
+        let Some(histogram) = &self.delivery_seconds else {
+            return;
+        };
+        let now = super::redis_log::now_ms();
+        for at in logged_ms {
+            histogram.observe(now.saturating_sub(at) as f64 / 1000.0);
+        }
+    }
 }
 
 impl Default for NotifyMetrics {
     fn default() -> Self {
         let histogram: fn() -> Histogram = || Histogram::new(LATENCY_BUCKETS);
+        let delivery: fn() -> Histogram = || Histogram::new(DELIVERY_BUCKETS);
         let mut metrics = NotifyMetrics {
             registry: Registry::with_prefix("mailtrack_notify"),
             delivered: Family::default(),
@@ -88,6 +117,7 @@ impl Default for NotifyMetrics {
             lag_events: Family::default(),
             lag_seconds: Family::default(),
             attempt_seconds: Family::new_with_constructor(histogram),
+            delivery_seconds: Family::new_with_constructor(delivery),
         };
         let registry = &mut metrics.registry;
         registry.register("delivered", "Events delivered", metrics.delivered.clone());
@@ -132,6 +162,11 @@ impl Default for NotifyMetrics {
             "Latency of delivery attempts",
             metrics.attempt_seconds.clone(),
         );
+        registry.register(
+            "delivery_seconds",
+            "Time from an event's entry in the log to its delivery",
+            metrics.delivery_seconds.clone(),
+        );
         metrics
     }
 }
@@ -153,6 +188,7 @@ impl NotifyMetrics {
             lag_events: self.lag_events.get_or_create(&label).clone(),
             lag_seconds: self.lag_seconds.get_or_create(&label).clone(),
             attempt_seconds: Some(self.attempt_seconds.get_or_create(&label).clone()),
+            delivery_seconds: Some(self.delivery_seconds.get_or_create(&label).clone()),
         }
     }
 
@@ -179,6 +215,7 @@ mod tests {
         if let Some(latency) = &billing.attempt_seconds {
             latency.observe(0.004);
         }
+        billing.delivered_since([super::super::redis_log::now_ms() - 30_000]);
         // A second handle is the same series.
         metrics.endpoint("billing").delivered.inc();
         let text = metrics.encode();
@@ -190,6 +227,18 @@ mod tests {
         assert!(
             text.contains(
                 "mailtrack_notify_attempt_seconds_bucket{le=\"0.005\",endpoint=\"billing\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "mailtrack_notify_delivery_seconds_bucket{le=\"60.0\",endpoint=\"billing\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "mailtrack_notify_delivery_seconds_bucket{le=\"10.0\",endpoint=\"billing\"} 0"
             ),
             "{text}"
         );

@@ -59,6 +59,11 @@ pub struct Delivery {
     pub attempts: u32,
     /// The events, as JSON texts.
     pub events: Vec<String>,
+    /// When each event was written to the log (its entry id's milliseconds), index by
+    /// index: for the delivery latency metric, and so that `notify recover` can tell a dead
+    /// letter's events' times. Empty for deliveries recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logged_ms: Vec<u64>,
 }
 
 impl Delivery {
@@ -115,6 +120,62 @@ impl std::fmt::Debug for EndpointStore {
     }
 }
 
+/// The stream of `endpoint`'s dead letters, beside the events `stream`.
+pub fn dead_letters_key(stream: &str, endpoint: &str) -> String {
+    format!("{stream}:notify:{endpoint}:dead")
+}
+
+/// Entries one `XRANGE` of `notify recover` reads at a time: large enough that a day of a
+/// busy stream takes few round trips, small enough that no reply is large.
+pub const RANGE_PAGE: usize = 1000;
+
+/// A dead letter as stored: its entry in the dead letters stream, the delivery, and the last
+/// answer the receiver gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its entry id in the dead letters stream; the milliseconds are when it died.
+    pub id: String,
+    /// The delivery, as it was last attempted.
+    pub delivery: Delivery,
+    /// The last answer (or what went wrong).
+    pub answer: String,
+}
+
+/// Every entry of `stream` from `start` to `end` (ids or milliseconds, inclusive), a page of
+/// [`RANGE_PAGE`] at a time.
+async fn range(
+    connection: &mut ConnectionManager,
+    stream: &str,
+    start: &str,
+    end: &str,
+) -> Result<Vec<StreamId>, RedisError> {
+    let mut entries = Vec::new();
+    let mut from = start.to_owned();
+    loop {
+        let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(&from)
+            .arg(end)
+            .arg("COUNT")
+            .arg(RANGE_PAGE)
+            .query_async(connection)
+            .await?;
+        let full = page.ids.len() == RANGE_PAGE;
+        if let Some(last) = page.ids.last() {
+            from = format!("({}", last.id);
+        }
+        entries.extend(page.ids);
+        if !full {
+            return Ok(entries);
+        }
+    }
+}
+
+/// The milliseconds of a stream entry id (`1764669600000-0`): when Redis added the entry.
+pub fn entry_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -150,7 +211,7 @@ impl EndpointStore {
             group: format!("mailtrack-notify:{endpoint}"),
             consumer: consumer.to_owned(),
             retry_key: format!("{stream}:notify:{endpoint}:retry"),
-            dead_key: format!("{stream}:notify:{endpoint}:dead"),
+            dead_key: dead_letters_key(stream, endpoint),
         };
         store.create_group().await?;
         Ok(store)
@@ -366,12 +427,58 @@ impl EndpointStore {
             .await?;
         let written_ms = next
             .first()
-            .and_then(|(id, _)| id.split('-').next()?.parse::<u64>().ok())
+            .and_then(|(id, _)| entry_ms(id))
             .unwrap_or_else(now_ms);
         Ok((
             lag,
             Duration::from_millis(now_ms().saturating_sub(written_ms)),
         ))
+    }
+
+    /// The log's entries written from `since_ms` to `until_ms`, both inclusive.
+    pub async fn log_window(
+        &mut self,
+        since_ms: u64,
+        until_ms: u64,
+    ) -> Result<Vec<LogEntry>, RedisError> {
+        let entries = range(
+            &mut self.writes,
+            &self.stream,
+            &since_ms.to_string(),
+            &until_ms.to_string(),
+        )
+        .await?;
+        Ok(entries.into_iter().map(entry).collect())
+    }
+
+    /// Every dead letter of the endpoint, oldest first; an entry that does not hold a
+    /// delivery (not ours) is left out.
+    pub async fn dead_letter_list(&mut self) -> Result<Vec<DeadLetter>, RedisError> {
+        let entries = range(&mut self.writes, &self.dead_key, "-", "+").await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let delivery = serde_json::from_str(&entry.get::<String>("delivery")?).ok()?;
+                let answer = entry.get::<String>("answer").unwrap_or_default();
+                Some(DeadLetter {
+                    id: entry.id,
+                    delivery,
+                    answer,
+                })
+            })
+            .collect())
+    }
+
+    /// Removes dead letters, once delivered.
+    pub async fn remove_dead_letters(&mut self, ids: &[String]) -> Result<(), RedisError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("XDEL")
+            .arg(&self.dead_key)
+            .arg(ids)
+            .exec_async(&mut self.writes)
+            .await
     }
 
     /// How many dead letters the endpoint has.
@@ -406,9 +513,20 @@ mod tests {
             id: "msg_1".into(),
             attempts: 0,
             events: vec![r#"{"a": 1}"#.into(), r#"{"b":"é"}"#.into()],
+            logged_ms: Vec::new(),
         };
         assert_eq!(&delivery.body()[..], r#"[{"a": 1},{"b":"é"}]"#.as_bytes());
         let back: Delivery = serde_json::from_str(&delivery.member()).unwrap();
         assert_eq!(back, delivery);
+        // A member written before log times were kept reads back, and writes the same.
+        assert!(!delivery.member().contains("logged_ms"));
+        let logged = Delivery {
+            logged_ms: vec![1_764_669_600_000, 1_764_669_600_001],
+            ..delivery
+        };
+        let back: Delivery = serde_json::from_str(&logged.member()).unwrap();
+        assert_eq!(back, logged);
+        assert_eq!(entry_ms("1764669600000-3"), Some(1_764_669_600_000));
+        assert_eq!(entry_ms("nope"), None);
     }
 }

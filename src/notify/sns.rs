@@ -577,6 +577,7 @@ mod tests {
         let delivery = Delivery {
             id: "msg_abc".into(),
             attempts: 3,
+            logged_ms: Vec::new(),
             events: vec![event.into()],
         };
         let envelope = notification(&topic(), &delivery);

@@ -11,7 +11,8 @@ use redis::aio::ConnectionManager;
 use redis::RedisError;
 use tokio::sync::watch;
 
-use super::redis_log::{EndpointStore, LogEntry, EVENT_FIELD};
+use super::metrics::EndpointMetrics;
+use super::redis_log::{entry_ms, EndpointStore, LogEntry, EVENT_FIELD};
 use super::rule::{EventFacts, Rule};
 
 /// Entries read and copied at a time.
@@ -23,6 +24,9 @@ const READ_BLOCK: Duration = Duration::from_millis(500);
 /// How often entries a dead process left pending are claimed.
 const CLAIM_EVERY: Duration = Duration::from_secs(15);
 
+/// How often the endpoint's lag behind the log is measured, as the HTTP worker does.
+const LAG_EVERY: Duration = super::worker::LAG_EVERY;
+
 /// One stream endpoint, ready to run.
 pub struct StreamWorker {
     name: String,
@@ -30,6 +34,7 @@ pub struct StreamWorker {
     store: EndpointStore,
     target: ConnectionManager,
     stream: String,
+    metrics: EndpointMetrics,
 }
 
 impl std::fmt::Debug for StreamWorker {
@@ -56,13 +61,27 @@ impl StreamWorker {
             store,
             target,
             stream,
+            metrics: EndpointMetrics::default(),
         }
+    }
+
+    /// Counts into `metrics`: a copied event is delivered (with its time from the log), and
+    /// the lag behind the log is measured. Without it the worker counts into series no one
+    /// reads.
+    pub fn with_metrics(mut self, metrics: EndpointMetrics) -> StreamWorker {
+        self.metrics = metrics;
+        self
     }
 
     /// Copies until `shutdown` turns true.
     pub async fn run(mut self, shutdown: watch::Receiver<bool>) {
         let mut last_claim: Option<Instant> = None;
+        let mut last_lag: Option<Instant> = None;
         while !*shutdown.borrow() {
+            if last_lag.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+                last_lag = Some(Instant::now());
+                self.measure_lag().await;
+            }
             let claim = last_claim.is_none_or(|at| at.elapsed() >= CLAIM_EVERY);
             if claim {
                 last_claim = Some(Instant::now());
@@ -86,15 +105,31 @@ impl StreamWorker {
         if entries.is_empty() {
             return Ok(());
         }
-        self.copy(&entries).await?;
+        let copied = self.copy(&entries).await?;
         let ids: Vec<String> = entries.into_iter().map(|entry| entry.id).collect();
-        self.store.acknowledge(&ids).await
+        self.store.acknowledge(&ids).await?;
+        self.metrics.delivered.inc_by(copied.len() as u64);
+        self.metrics.delivered_since(copied);
+        Ok(())
     }
 
-    /// Adds the wanted entries to the target stream, in one pipeline.
-    async fn copy(&mut self, entries: &[LogEntry]) -> Result<(), RedisError> {
+    /// Brings the lag gauges up to date; a failure only leaves them as they were.
+    async fn measure_lag(&mut self) {
+        match self.store.lag().await {
+            Ok((events, age)) => {
+                let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                self.metrics.lag_events.set(gauge(events));
+                self.metrics.lag_seconds.set(gauge(age.as_secs()));
+            }
+            Err(error) => tracing::debug!(endpoint = %self.name, %error, "lag not measured"),
+        }
+    }
+
+    /// Adds the wanted entries to the target stream, in one pipeline; returns the log times
+    /// (ms) of those copied.
+    async fn copy(&mut self, entries: &[LogEntry]) -> Result<Vec<u64>, RedisError> {
         let mut pipeline = redis::pipe();
-        let mut copied = 0;
+        let mut copied = Vec::new();
         for entry in entries {
             let Some(json) = &entry.event else { continue };
             let Ok(facts) = EventFacts::parse(json) else {
@@ -114,11 +149,11 @@ impl StreamWorker {
                 .arg("message_id")
                 .arg(&facts.mail.message_id)
                 .ignore();
-            copied += 1;
+            copied.push(entry_ms(&entry.id).unwrap_or_else(super::redis_log::now_ms));
         }
-        if copied > 0 {
+        if !copied.is_empty() {
             pipeline.exec_async(&mut self.target).await?;
         }
-        Ok(())
+        Ok(copied)
     }
 }

@@ -31,7 +31,7 @@ use url::Url;
 use super::circuit::{Admit, Circuit};
 use super::http::{Attempt, Verdict, WebhookClient};
 use super::metrics::EndpointMetrics;
-use super::redis_log::{now_ms, Delivery, EndpointStore, LogEntry};
+use super::redis_log::{entry_ms, now_ms, Delivery, EndpointStore, LogEntry};
 use super::rule::{EventFacts, Rule};
 use super::schedule::RetrySchedule;
 use super::signature::webhook_id;
@@ -229,9 +229,11 @@ impl HttpWorker {
         if batch.len() >= size || batch.waited(self.receiver.linger) {
             let taken = batch.take(size);
             let id = webhook_id(&self.name, taken.event_ids.iter().map(String::as_str));
+            let logged_ms = taken.entry_ids.iter().filter_map(|id| entry_ms(id));
             let delivery = Delivery {
                 id,
                 attempts: 0,
+                logged_ms: logged_ms.collect(),
                 events: taken.events,
             };
             started.push((Source::Log(taken.entry_ids), delivery));
@@ -299,13 +301,17 @@ impl HttpWorker {
             let recorded = match answer.verdict {
                 Verdict::Delivered => {
                     metrics.delivered.inc_by(delivery.events.len() as u64);
+                    metrics.delivered_since(delivery.logged_ms.iter().copied());
                     match source {
                         Source::Log(_) => store.acknowledge(ids).await,
                         Source::Retry => store.retry_done(&delivery).await,
                     }
                 }
                 // Left where it is: the endpoint stops, and its events wait for recovery.
-                Verdict::Gone => return Settled::Gone,
+                Verdict::Gone => {
+                    metrics.failed_attempts.inc();
+                    return Settled::Gone;
+                }
                 Verdict::Retry { not_before } => {
                     metrics.failed_attempts.inc();
                     let after = Delivery {

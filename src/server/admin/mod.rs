@@ -1,11 +1,16 @@
 //! The admin listener: the home of every operator and API route, on an address of its own
 //! (`[admin] listen`, loopback by default), apart from the public listeners that mail
-//! clients reach. It serves `/metrics` now; the rewrite API (`/v1/…`) and notify's operations
-//! go here too, each a line in [`router::ROUTES`].
+//! clients reach. It serves `/metrics` now; the rewrite API (`/v1/…`) goes here too, each a
+//! line in [`router::ROUTES`]. `mailtrack notify` runs the same listener with its own routes.
 //!
 //! Beyond loopback a bearer token guards it ([`auth`]). Every answer it cannot give is JSON,
 //! `{"error": "..."}` ([`AdminError`]). A route gets its request with the body already read,
 //! bounded by `admin.max_body_bytes` and [`body::BODY_READ_TIMEOUT`].
+//!
+//! The machinery is generic over an [`AdminSite`]: what a listener serves (its route table)
+//! and where it counts its answers. Serve's site is the server's [`State`]; `mailtrack
+//! notify` brings its own (built in the command line, which may see both), so that neither
+//! `server` nor `notify` imports the other, and each listener carries only its own routes.
 //!
 //! It has its own accept loop and connections, HTTP/1.1 only (what Prometheus, curl and
 //! scripts speak), so the public listeners' hot path carries nothing for it. At most
@@ -24,6 +29,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -72,14 +78,69 @@ impl AdminListener {
     }
 }
 
-/// What every admin request is answered with: the server's state, the token, the body cap.
-pub struct AdminContext {
-    pub(crate) state: State,
+/// What an admin listener serves: its routes, and where its answers are counted. Serve's is
+/// the server's [`State`]; another binary (`mailtrack notify`) implements it for its own
+/// context and runs the same listener with [`run`].
+pub trait AdminSite: Send + Sync + Sized + 'static {
+    /// Every route it answers; any other path is a JSON 404.
+    fn routes(&self) -> &'static [router::Route<Self>];
+
+    /// Counts an answer: `route` is the route's name (or `other`), `status` what was sent.
+    fn answered(&self, route: &'static str, status: u16);
+
+    /// Counts a connection closed at once because [`ADMIN_MAX_CONNECTIONS`] were open.
+    fn shed(&self);
+
+    /// Whether a request for `path` must carry the bearer token (when one is configured):
+    /// every path but those whose own credential is in the request (notify's SNS
+    /// confirmations, whose `Token` is in their URL).
+    fn needs_token(&self, _path: &str) -> bool {
+        true
+    }
+}
+
+impl AdminSite for State {
+    fn routes(&self) -> &'static [router::Route<State>] {
+        router::ROUTES
+    }
+
+    fn answered(&self, route: &'static str, status: u16) {
+        self.shared().metrics.admin_request(route, status);
+    }
+
+    fn shed(&self) {
+        self.shared().metrics.connection_shed("admin");
+    }
+}
+
+/// What every admin request is answered with: the site (serve's state, or another binary's
+/// context), the token, the body cap.
+pub struct AdminContext<S> {
+    site: S,
     token: Option<AdminToken>,
     max_body_bytes: usize,
 }
 
-/// Binds `[admin] listen`.
+impl<S> AdminContext<S> {
+    /// The site the listener serves, for its routes' handlers.
+    pub fn site(&self) -> &S {
+        &self.site
+    }
+}
+
+/// The two timeouts of an admin listener's connections: `header_read_timeout` for every
+/// request head (idle waits included), and `shutdown_grace` for the drain. Serve takes them
+/// from `[server]`; notify takes the same keys, from the same file.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminTimeouts {
+    /// From connect (or the last answer) until a request's head is complete.
+    pub header_read_timeout: Duration,
+    /// How long requests in flight may run after shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Binds `config.listen` (serve's `[admin] listen`; notify binds its own address with the
+/// rest of `[admin]`).
 pub async fn bind(config: &AdminConfig) -> Result<AdminListener, ServerError> {
     let addr = config.listen;
     let tcp = TcpListener::bind(addr)
@@ -92,27 +153,43 @@ pub async fn bind(config: &AdminConfig) -> Result<AdminListener, ServerError> {
     })
 }
 
-/// Accepts admin connections until `shutdown`, then drains them as the public listeners do.
+/// Serve's admin listener: accepts connections until `shutdown`, then drains them as the
+/// public listeners do.
 pub(crate) async fn accept_loop(
     listener: AdminListener,
     state: State,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let limits = state.limits();
+    let timeouts = AdminTimeouts {
+        header_read_timeout: limits.header_read_timeout,
+        shutdown_grace: limits.shutdown_grace,
+    };
+    run(listener, state, timeouts, shutdown).await;
+}
+
+/// Serves `site` on `listener` until `shutdown` turns true, then drains the connections
+/// under `timeouts.shutdown_grace`.
+pub async fn run<S: AdminSite>(
+    listener: AdminListener,
+    site: S,
+    timeouts: AdminTimeouts,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let AdminListener {
         tcp,
         token,
         max_body_bytes,
     } = listener;
     let context = Arc::new(AdminContext {
-        state,
+        site,
         token,
         max_body_bytes,
     });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(timeouts.header_read_timeout)
         .max_buf_size(MAX_HTTP1_BUFFER);
     let builder = Arc::new(builder);
     let open = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
@@ -122,7 +199,7 @@ pub(crate) async fn accept_loop(
             accepted = tcp.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-                        context.state.shared().metrics.connection_shed("admin");
+                        context.site.shed();
                         tracing::debug!("at the admin connection cap: closing a new connection");
                         continue; // `stream` is dropped here, which closes it.
                     };
@@ -145,14 +222,14 @@ pub(crate) async fn accept_loop(
         }
     }
     drop(tcp);
-    drain(connections, limits.shutdown_grace).await;
+    drain(connections, timeouts.shutdown_grace).await;
 }
 
 /// Serves one admin connection until it closes, or, once the server shuts down, until the
 /// request in flight is answered.
-async fn serve(
+async fn serve<S: AdminSite>(
     stream: TcpStream,
-    context: Arc<AdminContext>,
+    context: Arc<AdminContext<S>>,
     builder: Arc<http1::Builder>,
     permit: OwnedSemaphorePermit,
     mut shutdown: watch::Receiver<bool>,

@@ -9,11 +9,12 @@ use hyper::Response;
 
 use super::router::{AdminRequest, RouteFuture};
 use super::AdminContext;
+use crate::server::State;
 
 /// `GET /metrics`: every counter, with the queue depth and the events pipeline's counters
 /// read now, in the OpenMetrics text format.
-pub(super) fn metrics(_request: AdminRequest, admin: Arc<AdminContext>) -> RouteFuture {
-    let shared = admin.state.shared();
+pub(super) fn metrics(_request: AdminRequest, admin: Arc<AdminContext<State>>) -> RouteFuture {
+    let shared = admin.site().shared();
     let snapshot = shared.pipeline.as_ref().map(|p| p.snapshot());
     let body = shared
         .metrics

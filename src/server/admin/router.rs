@@ -17,8 +17,9 @@ use hyper::{Method, Request};
 use super::auth::authorize;
 use super::body::{read_bounded, BODY_READ_TIMEOUT};
 use super::error::AdminError;
-use super::{operator, AdminContext};
+use super::{operator, AdminContext, AdminSite};
 use crate::server::routes::Answer;
+use crate::server::State;
 
 /// A request as a route gets it: its head, and its body, read whole.
 #[derive(Debug)]
@@ -32,11 +33,11 @@ pub struct AdminRequest {
 /// What a route's handler returns.
 pub type RouteFuture = Pin<Box<dyn Future<Output = Result<Answer, AdminError>> + Send>>;
 
-/// A route's handler.
-pub type Handler = fn(AdminRequest, Arc<AdminContext>) -> RouteFuture;
+/// A route's handler, for a listener serving site `S`.
+pub type Handler<S> = fn(AdminRequest, Arc<AdminContext<S>>) -> RouteFuture;
 
-/// One admin route.
-pub struct Route {
+/// One admin route of a listener serving site `S`.
+pub struct Route<S> {
     /// The method it takes (GET routes take HEAD too).
     pub method: Method,
     /// Its path, exactly.
@@ -44,11 +45,11 @@ pub struct Route {
     /// Its label in `mailtrack_admin_requests_total`.
     pub name: &'static str,
     /// What answers it.
-    pub handler: Handler,
+    pub handler: Handler<S>,
 }
 
-/// Every operator and API route.
-pub static ROUTES: &[Route] = &[Route {
+/// Every operator and API route of serve's listener.
+pub static ROUTES: &[Route<State>] = &[Route {
     method: Method::GET,
     path: "/metrics",
     name: "metrics",
@@ -56,11 +57,15 @@ pub static ROUTES: &[Route] = &[Route {
 }];
 
 /// Answers `request`, and counts the answer.
-pub(crate) async fn answer(request: Request<Incoming>, admin: Arc<AdminContext>) -> Answer {
+pub(crate) async fn answer<S: AdminSite>(
+    request: Request<Incoming>,
+    admin: Arc<AdminContext<S>>,
+) -> Answer {
+    let routes = admin.site.routes();
     let path = request.uri().path();
-    let route = find(request.method(), path);
+    let route = find(routes, request.method(), path);
     // The path's route, whatever the method: a 405 or 401 counts against the route asked for.
-    let name = ROUTES
+    let name = routes
         .iter()
         .find(|route| route.path == path)
         .map_or("other", |route| route.name);
@@ -69,31 +74,37 @@ pub(crate) async fn answer(request: Request<Incoming>, admin: Arc<AdminContext>)
         Err(error) => error.answer(),
     };
     let status = answer.status().as_u16();
-    admin.state.shared().metrics.admin_request(name, status);
+    admin.site.answered(name, status);
     tracing::debug!(route = name, status, "admin answered");
     answer
 }
 
 /// The token first: without it, nothing about the routes is told, not even which exist.
-async fn serve(
+async fn serve<S: AdminSite>(
     request: Request<Incoming>,
-    route: Result<&'static Route, AdminError>,
-    admin: &Arc<AdminContext>,
+    route: Result<&'static Route<S>, AdminError>,
+    admin: &Arc<AdminContext<S>>,
 ) -> Result<Answer, AdminError> {
-    authorize(admin.token.as_ref(), request.headers())?;
+    if admin.site.needs_token(request.uri().path()) {
+        authorize(admin.token.as_ref(), request.headers())?;
+    }
     let route = route?;
     let (head, body) = request.into_parts();
     let body = read_bounded(body, admin.max_body_bytes, BODY_READ_TIMEOUT).await?;
     (route.handler)(AdminRequest { head, body }, Arc::clone(admin)).await
 }
 
-/// The route for `method` and `path`, or why there is none.
-fn find(method: &Method, path: &str) -> Result<&'static Route, AdminError> {
+/// The route of `routes` for `method` and `path`, or why there is none.
+fn find<S>(
+    routes: &'static [Route<S>],
+    method: &Method,
+    path: &str,
+) -> Result<&'static Route<S>, AdminError> {
     let method = match *method {
         Method::HEAD => &Method::GET,
         ref other => other,
     };
-    let mut on_path = ROUTES.iter().filter(|route| route.path == path).peekable();
+    let mut on_path = routes.iter().filter(|route| route.path == path).peekable();
     if on_path.peek().is_none() {
         return Err(AdminError::NotFound {
             path: path.to_owned(),
@@ -122,14 +133,20 @@ mod tests {
 
     #[test]
     fn routes_are_found_by_method_and_path() {
-        assert_eq!(find(&Method::GET, "/metrics").unwrap().name, "metrics");
-        assert_eq!(find(&Method::HEAD, "/metrics").unwrap().name, "metrics");
-        match find(&Method::POST, "/metrics") {
+        assert_eq!(
+            find(ROUTES, &Method::GET, "/metrics").unwrap().name,
+            "metrics"
+        );
+        assert_eq!(
+            find(ROUTES, &Method::HEAD, "/metrics").unwrap().name,
+            "metrics"
+        );
+        match find(ROUTES, &Method::POST, "/metrics") {
             Err(AdminError::MethodNotAllowed { allow, .. }) => assert_eq!(allow, "GET, HEAD"),
             other => panic!("{:?}", other.map(|route| route.name)),
         }
         assert!(matches!(
-            find(&Method::GET, "/metrics/"),
+            find(ROUTES, &Method::GET, "/metrics/"),
             Err(AdminError::NotFound { .. })
         ));
     }
