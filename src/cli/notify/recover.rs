@@ -161,7 +161,7 @@ pub(super) fn run(
         .await
         .map_err(|e| io(format!("connecting to Redis: {e}")))?;
         let mut source = EventSource::Redis(store);
-        let sender = Sender::new(http).map_err(Failure::Io)?;
+        let sender = Sender::new(config, name, http).map_err(Failure::Io)?;
         let counts = recover(
             endpoint,
             &mut source,

@@ -12,6 +12,7 @@ use url::Url;
 
 use mailtrack::config::notify::{EndpointConfig, HttpReceiver, ReceiverConfig};
 use mailtrack::notify::sns::{self, ConfirmAnswer, SnsGate, SnsTopic};
+use mailtrack::notify::worker::Format;
 use mailtrack::notify::RetrySchedule;
 use mailtrack::Config;
 
@@ -38,21 +39,9 @@ impl SnsSubscriptions {
             let ReceiverConfig::Http(http) = &endpoint.receiver else {
                 continue;
             };
-            let Some(options) = &http.sns else {
-                continue;
-            };
-            let public_url = options
-                .public_url
-                .clone()
-                .or_else(|| config.notify.public_url.clone())
-                .unwrap_or_else(|| listener_url.clone());
-            topics.push(SnsTopic::new(
-                &endpoint.name,
-                &options.topic_arn,
-                &http.url,
-                public_url,
-                &config.events.stream,
-            ));
+            if let Some(topic) = topic(config, &endpoint.name, http, &listener_url) {
+                topics.push(topic);
+            }
         }
         if topics.is_empty() {
             return Ok(None);
@@ -76,5 +65,37 @@ impl SnsSubscriptions {
     pub(super) async fn confirm(&self, query: Option<&str>) -> ConfirmAnswer {
         let mut redis = self.redis.clone();
         sns::confirm(&mut redis, &self.topics, query).await
+    }
+}
+
+/// The subscription of SNS endpoint `name` (`None` for another format), its URLs based at
+/// `public_url` (the endpoint's, else `[notify]`'s), else at `listener`.
+fn topic(config: &Config, name: &str, http: &HttpReceiver, listener: &Url) -> Option<SnsTopic> {
+    let options = http.sns.as_ref()?;
+    let public_url = options
+        .public_url
+        .clone()
+        .or_else(|| config.notify.public_url.clone())
+        .unwrap_or_else(|| listener.clone());
+    Some(SnsTopic::new(
+        name,
+        &options.topic_arn,
+        &http.url,
+        public_url,
+        &config.events.stream,
+    ))
+}
+
+/// What `notify test` and `notify recover` make endpoint `name`'s bodies as: for an SNS
+/// endpoint, its envelopes, their URLs based at `[notify] admin_listen` when no `public_url`
+/// is set (these commands run no listener of their own).
+pub(super) fn format_of(config: &Config, name: &str, http: &HttpReceiver) -> Format {
+    let listener = Url::parse(&format!("http://{}/", config.notify.admin_listen));
+    match listener
+        .ok()
+        .and_then(|url| topic(config, name, http, &url))
+    {
+        Some(topic) => Format::Sns(Arc::new(topic)),
+        None => Format::Standard,
     }
 }
