@@ -2,7 +2,8 @@
 //! (tests/receivers/sns_receiver.py): the `SubscriptionConfirmation` comes first and is
 //! confirmed by a GET of its `SubscribeURL` on notify's own listener; then every event arrives
 //! in a `Notification` envelope with SNS's headers, its `Message` the event as logged. Until
-//! the receiver confirms, nothing is delivered and nothing is lost; a wrong `Token` is refused.
+//! the receiver confirms, nothing is delivered and nothing is lost; a wrong `Token` is refused,
+//! and the confirmation needs no admin bearer token when one guards the listener.
 
 mod support_receiver;
 mod support_redis;
@@ -58,13 +59,24 @@ fn start_receiver(record: &Path, confirm_when: Option<&Path>) -> (Running, u16) 
     (Running(child), port)
 }
 
-fn write_config(dir: &Path, redis: &RedisServer, port: u16) -> PathBuf {
+/// The admin bearer token, when a test sets one: `/sns/confirm` must not need it.
+const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// A config with one SNS endpoint to the receiver on `port`; with `[admin] token_file` when
+/// `token`.
+fn write_config(dir: &Path, redis: &RedisServer, port: u16, token: bool) -> PathBuf {
     std::fs::write(dir.join("keys.toml"), mailtrack::testing::fixed_ring_toml()).unwrap();
+    std::fs::write(dir.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let token_file = if token {
+        "token_file = \"admin.token\"\n"
+    } else {
+        ""
+    };
     std::fs::write(dir.join("sns.secrets"), format!("{SECRET}\n")).unwrap();
     let path = dir.join("mailtrack.toml");
     let text = format!(
         "[keys]\nfile = \"keys.toml\"\n[log]\nformat = \"json\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n{token_file}\
          [events]\nsink = \"redis\"\nredis_url = \"{}\"\n\
          [notify]\nadmin_listen = \"127.0.0.1:0\"\n\
          [[notify.endpoint]]\nname = \"ses\"\nevents = [\"Click\", \"Open\"]\n\
@@ -205,7 +217,7 @@ fn the_receiver_confirms_first_then_gets_every_event_in_an_envelope() {
     let record = dir.path().join("record.jsonl");
     let (_receiver, port) = start_receiver(&record, None);
     let added = add_events(&redis, 24);
-    let config = write_config(dir.path(), &redis, port);
+    let config = write_config(dir.path(), &redis, port, false);
     let _notify = start_notify(&config);
 
     let want: BTreeSet<String> = added.keys().cloned().collect();
@@ -289,7 +301,7 @@ fn unconfirmed_events_wait_and_a_wrong_token_is_refused() {
     let record = dir.path().join("record.jsonl");
     let flag = dir.path().join("confirm-now");
     let (_receiver, port) = start_receiver(&record, Some(&flag));
-    let config = write_config(dir.path(), &redis, port);
+    let config = write_config(dir.path(), &redis, port, true);
     let _notify = start_notify(&config);
     let added = add_events(&redis, 12);
 
@@ -309,6 +321,9 @@ fn unconfirmed_events_wait_and_a_wrong_token_is_refused() {
     assert!(error["error"].as_str().unwrap().contains("Token"), "{body}");
     let unknown = subscribe_url.replace("endpoint=ses", "endpoint=nobody");
     assert_eq!(get(&unknown).0, 404);
+    // The listener's other routes still need the bearer token; only the confirmation does not.
+    let metrics = format!("{}/metrics", subscribe_url.split("/sns/").next().unwrap());
+    assert_eq!(get(&metrics).0, 401, "{metrics}");
     assert!(!state(&redis).contains_key("confirmed_at"), "not confirmed");
 
     let seen = of_type(&records(&record), "SubscriptionConfirmation").len();
