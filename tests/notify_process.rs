@@ -1,5 +1,5 @@
 //! The `mailtrack notify` binary as an operator runs it: a receiver on a private address
-//! without `allow_private`, or no Redis to read, exits 64 naming the key before anything is
+//! without `allow_private`, or a sink it cannot read (standard output), exits 64 naming the key before anything is
 //! delivered; otherwise it delivers the stream to each endpoint and exits 0 on SIGTERM.
 
 mod support_receiver;
@@ -73,10 +73,12 @@ async fn a_private_receiver_without_the_allowance_exits_64_naming_the_key() {
         "a name resolving inward too"
     );
 
-    let config = write_config(dir.path(), None, &format!("{url}\nallow_private = true"));
+    // Standard output cannot be read back: refused, naming the sink.
+    let stdout_sink = format!("{url}\nallow_private = true\n[events]\nsink = \"stdout\"");
+    let config = write_config(dir.path(), None, &stdout_sink);
     let (code, stderr) = notify_to_exit(&config);
     assert_eq!(code, Some(64), "{stderr}");
-    assert!(stderr.contains("events.redis_url"), "{stderr}");
+    assert!(stderr.contains("events.sink"), "{stderr}");
 }
 
 #[tokio::test]

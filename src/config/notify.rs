@@ -84,6 +84,10 @@ pub struct NotifyConfig {
     /// The base of every SNS `SubscribeURL` and `UnsubscribeURL`, as receivers reach notify's
     /// admin listener; `None` for `http://{admin_listen}` (as bound).
     pub public_url: Option<Url>,
+    /// `state_dir`: where notify keeps each endpoint's checkpoint, retries and dead letters
+    /// when it follows the events file, resolved against the config folder. `None` for the
+    /// default, `{events file}.notify` beside the events file ([`NotifyConfig::state_dir_for`]).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for NotifyConfig {
@@ -95,7 +99,24 @@ impl Default for NotifyConfig {
                 .parse()
                 .expect("DEFAULT_NOTIFY_ADMIN_LISTEN is an address"),
             public_url: None,
+            state_dir: None,
         }
+    }
+}
+
+impl NotifyConfig {
+    /// The state folder for the events file `events_file`: `state_dir` when set, else
+    /// `{events file}.notify` beside it, so that the events and what has been delivered of them
+    /// live on one volume and move together.
+    pub fn state_dir_for(&self, events_file: &Path) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let mut name = events_file
+            .file_name()
+            .map_or_else(|| "events".into(), |n| n.to_os_string());
+        name.push(".notify");
+        events_file.with_file_name(name)
     }
 }
 
@@ -241,6 +262,7 @@ pub(super) struct RawNotify {
     endpoint: Vec<RawEndpoint>,
     admin_listen: Option<String>,
     public_url: Option<String>,
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +305,13 @@ impl RawNotify {
             }
             endpoints.push(endpoint);
         }
+        if self
+            .state_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return Err(("notify.state_dir", "the folder is empty".into()));
+        }
         let admin_listen = match self.admin_listen.as_deref() {
             None => NotifyConfig::default().admin_listen,
             Some(text) => text.parse().map_err(|_| {
@@ -300,6 +329,7 @@ impl RawNotify {
             endpoints,
             admin_listen,
             public_url,
+            state_dir: self.state_dir.map(|dir| folder.join(dir)),
         })
     }
 }
@@ -572,6 +602,26 @@ mod tests {
 
     fn parse(text: &str, folder: &Path) -> Result<NotifyConfig, Refusal> {
         toml::from_str::<RawNotify>(text).unwrap().validate(folder)
+    }
+
+    #[test]
+    fn the_state_folder_is_beside_the_events_file_unless_set() {
+        let folder = Path::new("/etc/mailtrack");
+        let events = Path::new("/etc/mailtrack/data/events.jsonl");
+        let config = parse("", folder).unwrap();
+        assert_eq!(
+            config.state_dir_for(events),
+            Path::new("/etc/mailtrack/data/events.jsonl.notify")
+        );
+        let config = parse("state_dir = \"state/notify\"", folder).unwrap();
+        assert_eq!(
+            config.state_dir_for(events),
+            Path::new("/etc/mailtrack/state/notify")
+        );
+        assert_eq!(
+            parse("state_dir = \"\"", folder).unwrap_err().0,
+            "notify.state_dir"
+        );
     }
 
     fn with_secrets(lines: &str) -> tempfile::TempDir {

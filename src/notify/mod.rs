@@ -14,14 +14,18 @@
 //!   check (no private address unless allowed, at start-up and at every connect).
 //! - [`redis_log`]: the events stream as an endpoint's consumer group, and its retry set and
 //!   dead letters, in Redis.
+//! - [`file_log`]: the JSONL events file followed through rotation from a checkpoint per
+//!   endpoint, with local retry and dead-letter files; one process per state folder.
+//! - [`store`]: the one interface the worker delivers through, over either log.
 //! - [`metrics`]: every endpoint's counters, for notify's admin listener.
 //! - [`circuit`]: the breaker that probes a failing receiver rather than flooding it.
 //! - [`sns`]: `format = "sns"`: SNS envelopes, after a `SubscriptionConfirmation` the
 //!   receiver confirms on notify's listener.
-//! - [`worker`]: one HTTP endpoint's delivery loop over the Redis stream.
+//! - [`worker`]: one HTTP endpoint's delivery loop, over either log.
 //! - [`stream_worker`]: a stream endpoint: a filtered copy of the events in another stream.
 
 pub mod circuit;
+pub mod file_log;
 pub mod http;
 pub mod metrics;
 pub mod redis_log;
@@ -29,6 +33,7 @@ pub mod rule;
 pub mod schedule;
 pub mod signature;
 pub mod sns;
+pub mod store;
 pub mod stream_worker;
 pub mod worker;
 

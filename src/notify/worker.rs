@@ -1,4 +1,5 @@
-//! One HTTP endpoint's delivery loop over the Redis events stream.
+//! One HTTP endpoint's delivery loop over its events log: the Redis stream or the JSONL file,
+//! through [`Store`].
 //!
 //! Each turn the loop, while the circuit and the rate limit let it and fewer than
 //! `concurrency` attempts are in flight:
@@ -10,7 +11,8 @@
 //! 4. starts an attempt for the batch once it holds `batch_size` events or its first event
 //!    has waited `linger`.
 //!
-//! Each attempt records its own outcome in Redis before it ends (see [`redis_log`]): a
+//! Each attempt records its own outcome in the store before it ends (see [`redis_log`] and
+//! [`file_log`]): a
 //! delivered batch's entries are acknowledged; a failed one goes to the retry set, due after
 //! the schedule's next wait (or `Retry-After`), and its entries are acknowledged with it; one
 //! whose schedule ran out becomes a dead letter. A 410 stops the endpoint and leaves its
@@ -21,6 +23,7 @@
 //! place, [`payload`].
 //!
 //! [`redis_log`]: super::redis_log
+//! [`file_log`]: super::file_log
 
 use std::time::{Duration, Instant};
 
@@ -31,11 +34,12 @@ use url::Url;
 use super::circuit::{Admit, Circuit};
 use super::http::{Attempt, Verdict, WebhookClient};
 use super::metrics::EndpointMetrics;
-use super::redis_log::{entry_ms, now_ms, Delivery, EndpointStore, LogEntry};
+use super::redis_log::{entry_ms, now_ms, Delivery, LogEntry};
 use super::rule::{EventFacts, Rule};
 use super::schedule::RetrySchedule;
 use super::signature::webhook_id;
 use super::sns::{self, SnsGate, SnsTopic};
+use super::store::{Store, StoreError};
 use crate::config::notify::{HttpReceiver, WebhookSecret};
 
 /// How often entries left pending by other consumers are looked for.
@@ -55,7 +59,7 @@ pub struct HttpWorker {
     receiver: HttpReceiver,
     client: WebhookClient,
     schedule: RetrySchedule,
-    store: EndpointStore,
+    store: Store,
     metrics: EndpointMetrics,
     /// For an SNS endpoint: its subscription, which must be confirmed before anything goes.
     gate: Option<SnsGate>,
@@ -103,15 +107,20 @@ enum Settled {
 }
 
 impl HttpWorker {
-    /// A worker for endpoint `name`, counting into `metrics`.
+    /// A worker for endpoint `name` over `store` (a Redis [`EndpointStore`] or a
+    /// [`FileStore`]), counting into `metrics`.
+    ///
+    /// [`EndpointStore`]: super::redis_log::EndpointStore
+    /// [`FileStore`]: super::file_log::FileStore
     pub fn new(
         name: String,
         rule: Rule,
         receiver: HttpReceiver,
         client: WebhookClient,
-        store: EndpointStore,
+        store: impl Into<Store>,
         metrics: EndpointMetrics,
     ) -> HttpWorker {
+        let store = store.into();
         let schedule = RetrySchedule::new(receiver.retry_schedule.clone());
         HttpWorker {
             name,
@@ -180,7 +189,7 @@ impl HttpWorker {
             let started = match self.turn(room, &mut batch, &mut last_claim).await {
                 Ok(deliveries) => deliveries,
                 Err(error) => {
-                    tracing::warn!(endpoint = %self.name, %error, "Redis failed; trying again");
+                    tracing::warn!(endpoint = %self.name, %error, "the events log failed; trying again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -195,6 +204,9 @@ impl HttpWorker {
         while let Some(done) = in_flight.join_next().await {
             self.settle(done, &mut circuit);
         }
+        if let Err(error) = self.store.close().await {
+            tracing::error!(endpoint = %self.name, %error, "could not record the endpoint's progress at shutdown; what followed the last record is delivered again");
+        }
     }
 
     /// One turn of reading: the deliveries to start, at most `room`.
@@ -203,7 +215,7 @@ impl HttpWorker {
         room: usize,
         batch: &mut Batch,
         last_claim: &mut Option<Instant>,
-    ) -> Result<Vec<(Source, Delivery)>, redis::RedisError> {
+    ) -> Result<Vec<(Source, Delivery)>, StoreError> {
         let mut started: Vec<(Source, Delivery)> = self
             .store
             .take_due(room)
@@ -246,7 +258,7 @@ impl HttpWorker {
         &mut self,
         entries: Vec<LogEntry>,
         batch: &mut Batch,
-    ) -> Result<(), redis::RedisError> {
+    ) -> Result<(), StoreError> {
         let mut unwanted = Vec::new();
         for entry in entries {
             // Parsed once: the facts decide, and give the event id the webhook-id is made of.

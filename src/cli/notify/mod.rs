@@ -17,7 +17,14 @@
 //! - [`deliver`]: one delivery made and sent now, with its body per the endpoint's format, for
 //!   both.
 //!
-//! Still to come (issue 15): the file log.
+//! With the file sink (the default) notify follows the JSONL events file instead, each endpoint
+//! from its own checkpoint in the state folder (`[notify] state_dir`), which one process at a
+//! time may hold: a second is refused (exit 64, naming `notify.state_dir`). Over the file only
+//! HTTP endpoints are served: a stream endpoint is refused at start-up (exit 64, naming
+//! `notify.endpoint.stream`).
+//!
+//! SNS endpoints keep their subscription in Redis, so they need the Redis sink: over the file
+//! one is refused at start-up (exit 64, naming `notify.endpoint.format`).
 
 use std::sync::Arc;
 
@@ -26,6 +33,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use mailtrack::config::notify::{EndpointConfig, ReceiverConfig};
+use mailtrack::config::SinkKind;
+use mailtrack::notify::file_log::{FileStore, LockError, StateLock};
 use mailtrack::notify::http::{check_receiver, AddressPolicy, WebhookClient};
 use mailtrack::notify::metrics::NotifyMetrics;
 use mailtrack::notify::redis_log::EndpointStore;
@@ -123,15 +132,49 @@ fn find_endpoint<'a>(config: &'a Config, name: &str) -> Result<&'a EndpointConfi
 /// Runs every endpoint until a shutdown signal.
 fn run(config: Config) -> Result<(), Failure> {
     let invalid = |key, message: String| invalid(&config, key, message);
-    let Some(redis_url) = config.events.redis_url.clone() else {
-        let message = "notify reads the Redis events stream; set redis_url (the JSONL file is \
-                       not read by notify yet)"
-            .to_owned();
-        return Err(invalid("events.redis_url", message));
+    let log = match config.events.sink {
+        SinkKind::Redis => match config.events.redis_url.clone() {
+            Some(url) => Log::Redis(url),
+            None => {
+                let message = "notify reads the Redis events stream; set redis_url".to_owned();
+                return Err(invalid("events.redis_url", message));
+            }
+        },
+        SinkKind::File => Log::File,
+        SinkKind::Stdout => {
+            let message = "notify reads the events from the Redis stream or the JSONL file; \
+                           standard output cannot be read back"
+                .to_owned();
+            return Err(invalid("events.sink", message));
+        }
     };
     if config.notify.endpoints.is_empty() {
         let message = "no [[notify.endpoint]]: there is nobody to notify".to_owned();
         return Err(invalid("notify.endpoint", message));
+    }
+    if matches!(log, Log::File) {
+        if let Some(endpoint) = config
+            .notify
+            .endpoints
+            .iter()
+            .find(|e| matches!(e.receiver, ReceiverConfig::Stream(_)))
+        {
+            let message = format!(
+                "endpoint {:?}: a stream endpoint needs the Redis events stream \
+                 ([events] sink = \"redis\"); over the events file only HTTP endpoints are served",
+                endpoint.name
+            );
+            return Err(invalid("notify.endpoint.stream", message));
+        }
+        let is_sns = |e: &&EndpointConfig| matches!(&e.receiver, ReceiverConfig::Http(http) if http.sns.is_some());
+        if let Some(endpoint) = config.notify.endpoints.iter().find(is_sns) {
+            let message = format!(
+                "endpoint {:?}: an SNS endpoint keeps its subscription in Redis, so it needs \
+                 the Redis events stream ([events] sink = \"redis\")",
+                endpoint.name
+            );
+            return Err(invalid("notify.endpoint.format", message));
+        }
     }
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
     runtime.block_on(async {
@@ -140,10 +183,82 @@ fn run(config: Config) -> Result<(), Failure> {
                 .await
                 .map_err(|message| invalid("notify.endpoint.url", message))?;
         }
-        // Bound before any delivery starts: a port in use stops us as it stops serve.
-        let listener = admin::bind(&config).await.map_err(Failure::Serve)?;
-        deliver(&config, &redis_url, listener).await
+        match log {
+            Log::Redis(redis_url) => {
+                // Bound before any delivery starts: a port in use stops us as it stops serve.
+                let listener = admin::bind(&config).await.map_err(Failure::Serve)?;
+                deliver(&config, &redis_url, listener).await
+            }
+            Log::File => {
+                let state_dir = config.notify.state_dir_for(&config.events.file);
+                // Held until the process ends: the kernel lets it go even on kill -9.
+                let _lock = StateLock::acquire(&state_dir).map_err(|e| match e {
+                    LockError::Held(_) => invalid("notify.state_dir", e.to_string()),
+                    LockError::Io { .. } => Failure::Io(std::io::Error::other(e.to_string())),
+                })?;
+                let listener = admin::bind(&config).await.map_err(Failure::Serve)?;
+                deliver_file(&config, &state_dir, listener).await
+            }
+        }
     })
+}
+
+/// Which events log notify reads.
+enum Log {
+    /// The Redis stream at this URL.
+    Redis(String),
+    /// The JSONL file, `[events] file`.
+    File,
+}
+
+/// Starts an HTTP worker per endpoint over the events file and the admin listener on
+/// `listener`, and stops them all on SIGTERM or SIGINT; each worker writes its checkpoint as
+/// it stops.
+async fn deliver_file(
+    config: &Config,
+    state_dir: &std::path::Path,
+    listener: mailtrack::server::AdminListener,
+) -> Result<(), Failure> {
+    let shutdown = signals::shutdown_signal();
+    let metrics = Arc::new(NotifyMetrics::default());
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = JoinSet::new();
+    for endpoint in &config.notify.endpoints {
+        metrics.endpoint(&endpoint.name);
+    }
+    let admin = tokio::spawn({
+        let config = config.clone();
+        let metrics = Arc::clone(&metrics);
+        let stopped = stopped.clone();
+        async move { admin::serve(listener, &config, metrics, None, stopped).await }
+    });
+    for endpoint in &config.notify.endpoints {
+        // Stream endpoints were refused before.
+        let ReceiverConfig::Http(http) = &endpoint.receiver else {
+            continue;
+        };
+        let name = endpoint.name.clone();
+        let store = FileStore::open(&config.events.file, state_dir, &name).map_err(|e| {
+            Failure::Io(std::io::Error::new(
+                e.kind(),
+                format!("endpoint {name:?}: {e}"),
+            ))
+        })?;
+        let client =
+            WebhookClient::new(http.timeout, policy(http.allow_private)).map_err(Failure::Io)?;
+        let series = metrics.endpoint(&name);
+        let rule = Rule::new(&endpoint.rule);
+        let worker = HttpWorker::new(name, rule, http.clone(), client, store, series);
+        workers.spawn(worker.run(stopped.clone()));
+        tracing::info!(endpoint = %endpoint.name, state_dir = %state_dir.display(), "notifying from the events file");
+    }
+    shutdown.await;
+    tracing::info!("stopping: letting deliveries in flight finish");
+    let _ = stop.send(true);
+    while workers.join_next().await.is_some() {}
+    let _ = admin.await;
+    tracing::info!("every endpoint stopped");
+    Ok(())
 }
 
 /// Refuses an HTTP endpoint whose receiver resolves to an address it may not reach.

@@ -18,13 +18,21 @@
 //! once ([`RETRY_WAITS`]). It may run while `notify` runs: a receiver may then get an event
 //! twice, from both, which at-least-once delivery allows and `webhook-id`/`eventId` dedupe.
 //!
+//! With the file sink the log is the JSONL events file and its rotated files (an event's time
+//! is its own timestamp), and the dead letters are the endpoint's `dead.jsonl` in the state
+//! folder. Delivered dead letters are removed from it only when no `notify` holds the state
+//! folder (it may be appending); otherwise they stay, and the summary says so.
+//!
 //! [`RETRY_WAITS`]: super::deliver::RETRY_WAITS
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use mailtrack::config::notify::{EndpointConfig, ReceiverConfig};
+use mailtrack::config::SinkKind;
+use mailtrack::notify::file_log::{self, LockError, StateLock};
 use mailtrack::notify::http::Verdict;
 use mailtrack::notify::redis_log::{entry_ms, now_ms, DeadLetter, Delivery, EndpointStore};
 use mailtrack::notify::{webhook_id, EventFacts, Rule};
@@ -52,6 +60,15 @@ struct Found {
 enum EventSource {
     /// The Redis events stream and the endpoint's dead letters beside it.
     Redis(EndpointStore),
+    /// The JSONL events file (`live`, and its rotated files) and the endpoint's `dead.jsonl`
+    /// in `state_dir`; `lock` when no `notify` held the folder, so dead letters may be
+    /// removed.
+    File {
+        live: PathBuf,
+        state_dir: PathBuf,
+        endpoint: String,
+        lock: Option<StateLock>,
+    },
 }
 
 impl EventSource {
@@ -62,11 +79,29 @@ impl EventSource {
         since_ms: u64,
         until_ms: u64,
     ) -> Result<BTreeMap<String, Found>, String> {
-        let EventSource::Redis(store) = self;
-        let entries = store
-            .log_window(since_ms, until_ms)
-            .await
-            .map_err(|e| format!("reading the events stream: {e}"))?;
+        let entries = match self {
+            EventSource::Redis(store) => store
+                .log_window(since_ms, until_ms)
+                .await
+                .map_err(|e| format!("reading the events stream: {e}"))?,
+            EventSource::File { live, .. } => {
+                let mut found = BTreeMap::new();
+                let since = UNIX_EPOCH + Duration::from_millis(since_ms);
+                let until = UNIX_EPOCH + Duration::from_millis(until_ms);
+                file_log::events_between(live, since, Some(until), |json| {
+                    let Ok(facts) = EventFacts::parse(&json) else {
+                        return;
+                    };
+                    if rule.matches(&facts) {
+                        let logged_ms =
+                            file_log::event_time(&json).map_or(since_ms, file_log::millis);
+                        found.insert(facts.mailtrack.event_id, Found { json, logged_ms });
+                    }
+                })
+                .map_err(|e| format!("reading the events file: {e}"))?;
+                return Ok(found);
+            }
+        };
         let mut found = BTreeMap::new();
         for entry in entries {
             let Some(json) = entry.event else { continue };
@@ -83,20 +118,70 @@ impl EventSource {
 
     /// Every dead letter of the endpoint.
     async fn dead_letters(&mut self) -> Result<Vec<DeadLetter>, String> {
-        let EventSource::Redis(store) = self;
-        store
-            .dead_letter_list()
-            .await
-            .map_err(|e| format!("reading the dead letters: {e}"))
+        match self {
+            EventSource::Redis(store) => store
+                .dead_letter_list()
+                .await
+                .map_err(|e| format!("reading the dead letters: {e}")),
+            EventSource::File {
+                state_dir,
+                endpoint,
+                ..
+            } => {
+                let letters = file_log::dead_letters(state_dir, endpoint)
+                    .map_err(|e| format!("reading the dead letters: {e}"))?;
+                // The id is "{when it died}-{line}": its milliseconds are the death's, as a
+                // dead letters stream entry's are, and the line names it for removal.
+                Ok(letters
+                    .into_iter()
+                    .map(|(line, letter)| DeadLetter {
+                        id: format!("{}-{line}", letter.at),
+                        delivery: letter.delivery,
+                        answer: letter.answer,
+                    })
+                    .collect())
+            }
+        }
     }
 
-    /// Removes delivered dead letters.
-    async fn remove_dead_letters(&mut self, ids: &[String]) -> Result<(), String> {
-        let EventSource::Redis(store) = self;
-        store
-            .remove_dead_letters(ids)
-            .await
-            .map_err(|e| format!("removing delivered dead letters: {e}"))
+    /// Removes delivered dead letters, and says how many it removed.
+    async fn remove_dead_letters(&mut self, ids: &[String]) -> Result<usize, String> {
+        match self {
+            EventSource::Redis(store) => store
+                .remove_dead_letters(ids)
+                .await
+                .map(|()| ids.len())
+                .map_err(|e| format!("removing delivered dead letters: {e}")),
+            EventSource::File {
+                state_dir,
+                endpoint,
+                lock,
+                ..
+            } => {
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                if lock.is_none() {
+                    eprintln!(
+                        "mailtrack: {}",
+                        format_args!(
+                            "{} delivered dead letters stay in dead.jsonl: a running notify holds \
+                         the state folder {}; run recover again with notify stopped to remove them",
+                            ids.len(),
+                            state_dir.display()
+                        )
+                    );
+                    return Ok(0);
+                }
+                let lines: BTreeSet<usize> = ids
+                    .iter()
+                    .filter_map(|id| id.split_once('-')?.1.parse().ok())
+                    .collect();
+                file_log::remove_dead_letters(state_dir, endpoint, &lines)
+                    .map(|()| lines.len())
+                    .map_err(|e| format!("removing delivered dead letters: {e}"))
+            }
+        }
     }
 }
 
@@ -139,11 +224,20 @@ pub(super) fn run(
         );
         return Err(invalid(config, "--endpoint", message));
     };
-    let Some(redis_url) = config.events.redis_url.clone() else {
-        let message = "notify recover reads the Redis events stream; set redis_url (the JSONL \
-                       file is not read by notify yet)"
-            .to_owned();
-        return Err(invalid(config, "events.redis_url", message));
+    let redis_url = match config.events.sink {
+        SinkKind::Redis => match config.events.redis_url.clone() {
+            Some(url) => Some(url),
+            None => {
+                let message = "notify recover reads the Redis events stream; set redis_url";
+                return Err(invalid(config, "events.redis_url", message.to_owned()));
+            }
+        },
+        SinkKind::File => None,
+        SinkKind::Stdout => {
+            let message = "notify recover reads the Redis stream or the JSONL file; standard \
+                           output cannot be read back";
+            return Err(invalid(config, "events.sink", message.to_owned()));
+        }
     };
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
     runtime.block_on(async {
@@ -151,16 +245,34 @@ pub(super) fn run(
             .await
             .map_err(|message| invalid(config, "notify.endpoint.url", message))?;
         let io = |message: String| Failure::Io(std::io::Error::other(message));
-        let store = EndpointStore::open(
-            &redis_url,
-            &config.events.stream,
-            name,
-            CONSUMER,
-            Duration::ZERO,
-        )
-        .await
-        .map_err(|e| io(format!("connecting to Redis: {e}")))?;
-        let mut source = EventSource::Redis(store);
+        let mut source = match &redis_url {
+            Some(redis_url) => {
+                let store = EndpointStore::open(
+                    redis_url,
+                    &config.events.stream,
+                    name,
+                    CONSUMER,
+                    Duration::ZERO,
+                )
+                .await
+                .map_err(|e| io(format!("connecting to Redis: {e}")))?;
+                EventSource::Redis(store)
+            }
+            None => {
+                let state_dir = config.notify.state_dir_for(&config.events.file);
+                let lock = match StateLock::acquire(&state_dir) {
+                    Ok(lock) => Some(lock),
+                    Err(LockError::Held(_)) => None,
+                    Err(e) => return Err(io(e.to_string())),
+                };
+                EventSource::File {
+                    live: config.events.file.clone(),
+                    state_dir,
+                    endpoint: name.to_owned(),
+                    lock,
+                }
+            }
+        };
         let sender = Sender::new(config, name, http).map_err(Failure::Io)?;
         let counts = recover(
             endpoint,
@@ -273,8 +385,7 @@ async fn recover(
         .filter(|(_, ids, whole)| *whole && ids.iter().all(|id| delivered.contains(id)))
         .map(|(letter, _, _)| letter)
         .collect();
-    source.remove_dead_letters(&done).await?;
-    counts.dead_letters_removed = done.len();
+    counts.dead_letters_removed = source.remove_dead_letters(&done).await?;
     Ok(counts)
 }
 
