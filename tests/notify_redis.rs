@@ -80,6 +80,7 @@ fn receiver_config(url: url::Url, schedule: Vec<Duration>) -> HttpReceiver {
         rate_per_second: None,
         retry_schedule: schedule,
         allow_private: true,
+        sns: None,
     }
 }
 

@@ -90,8 +90,11 @@ pub struct NotifyConfig {
     /// The endpoints, in the order given; names are unique.
     pub endpoints: Vec<EndpointConfig>,
     /// Where notify's admin listener binds; `[admin] token_file`'s token guards it, and is
-    /// required when this is not a loopback address.
+    /// required when this is not a loopback address. SNS receivers confirm on it.
     pub admin_listen: SocketAddr,
+    /// The base of every SNS `SubscribeURL` and `UnsubscribeURL`, as receivers reach notify's
+    /// admin listener; `None` for `http://{admin_listen}` (as bound).
+    pub public_url: Option<Url>,
     /// `state_dir`: where notify keeps each endpoint's checkpoint, retries and dead letters
     /// when it follows the events file, resolved against the config folder. `None` for the
     /// default, `{events file}.notify` beside the events file ([`NotifyConfig::state_dir_for`]).
@@ -109,6 +112,7 @@ impl Default for NotifyConfig {
             admin_listen: DEFAULT_NOTIFY_ADMIN_LISTEN
                 .parse()
                 .expect("DEFAULT_NOTIFY_ADMIN_LISTEN is an address"),
+            public_url: None,
             state_dir: None,
             claim_idle: DEFAULT_CLAIM_IDLE,
         }
@@ -183,6 +187,26 @@ pub struct HttpReceiver {
     pub retry_schedule: Vec<Duration>,
     /// Whether the URL may resolve to a loopback, private or link-local address.
     pub allow_private: bool,
+    /// For `format = "sns"`: the `TopicArn` of its envelopes, and the base of its
+    /// `SubscribeURL`; `None` otherwise.
+    pub sns: Option<Box<SnsOptions>>,
+}
+
+/// An SNS endpoint's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsOptions {
+    /// The `TopicArn` its envelopes name: `topic_arn`, or
+    /// `arn:aws:sns:mailtrack:000000000000:{endpoint}`.
+    pub topic_arn: String,
+    /// The base of its `SubscribeURL`, overriding `[notify] public_url`.
+    pub public_url: Option<Url>,
+}
+
+/// The `TopicArn` of an SNS endpoint without `topic_arn`: ARN-shaped, so receivers that split
+/// it on `:` find a region (`mailtrack`), an account (twelve zeros, as no AWS account has)
+/// and the endpoint's name as the topic.
+pub fn default_topic_arn(endpoint: &str) -> String {
+    format!("arn:aws:sns:mailtrack:000000000000:{endpoint}")
 }
 
 /// The body of an HTTP delivery.
@@ -252,6 +276,7 @@ pub(super) struct RawNotify {
     #[serde(default)]
     endpoint: Vec<RawEndpoint>,
     admin_listen: Option<String>,
+    public_url: Option<String>,
     state_dir: Option<PathBuf>,
     claim_idle_ms: Option<u64>,
 }
@@ -275,6 +300,8 @@ struct RawEndpoint {
     allow_private: Option<bool>,
     stream: Option<String>,
     redis_url: Option<String>,
+    topic_arn: Option<String>,
+    public_url: Option<String>,
 }
 
 impl RawNotify {
@@ -311,10 +338,15 @@ impl RawNotify {
             })?,
         };
         let claim_idle = claim_idle(self.claim_idle_ms, &endpoints)?;
+        let public_url = match &self.public_url {
+            Some(text) => Some(public_url(text, "notify.public_url")?),
+            None => None,
+        };
         Ok(NotifyConfig {
             endpoints,
             admin_listen,
             claim_idle,
+            public_url,
             state_dir: self.state_dir.map(|dir| folder.join(dir)),
         })
     }
@@ -422,6 +454,8 @@ impl RawEndpoint {
             ("rate_per_second", self.rate_per_second.is_some()),
             ("retry_schedule", self.retry_schedule.is_some()),
             ("allow_private", self.allow_private.is_some()),
+            ("topic_arn", self.topic_arn.is_some()),
+            ("public_url", self.public_url.is_some()),
         ];
         if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
             let message = format!("{key} is for an HTTP receiver, and this one is a stream");
@@ -477,6 +511,7 @@ impl RawEndpoint {
             }
             (_, size) => size.unwrap_or(DEFAULT_BATCH_SIZE),
         };
+        let sns = self.sns_options(format)?;
         let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         if concurrency == 0 {
             return Err(("notify.endpoint.concurrency", "must be at least 1".into()));
@@ -501,8 +536,73 @@ impl RawEndpoint {
             rate_per_second: self.rate_per_second,
             retry_schedule: retry_schedule(self.retry_schedule.as_deref())?,
             allow_private: self.allow_private.unwrap_or(false),
+            sns,
         }))
     }
+
+    /// `topic_arn` and `public_url`, which only an SNS endpoint takes.
+    fn sns_options(&self, format: PayloadFormat) -> Result<Option<Box<SnsOptions>>, Refusal> {
+        if format != PayloadFormat::Sns {
+            let set = [
+                ("topic_arn", self.topic_arn.is_some()),
+                ("public_url", self.public_url.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                let message = format!("{key} is for format = \"sns\", and this one is not");
+                return Err(("notify.endpoint.format", message));
+            }
+            return Ok(None);
+        }
+        let topic_arn = match &self.topic_arn {
+            None => default_topic_arn(&self.name),
+            Some(arn) if is_topic_arn(arn) => arn.clone(),
+            Some(arn) => {
+                let message = format!(
+                    "{arn:?} is not arn:aws:sns:REGION:ACCOUNT:TOPIC (letters, digits, - _ . \
+                     in each part)"
+                );
+                return Err(("notify.endpoint.topic_arn", message));
+            }
+        };
+        let public_url = match &self.public_url {
+            Some(text) => Some(public_url(text, "notify.endpoint.public_url")?),
+            None => None,
+        };
+        Ok(Some(Box::new(SnsOptions {
+            topic_arn,
+            public_url,
+        })))
+    }
+}
+
+/// Whether `arn` reads `arn:PARTITION:sns:REGION:ACCOUNT:TOPIC`, each part non-empty and of
+/// characters that need no escaping in a header or a query.
+fn is_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 256
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && parts.iter().all(|p| plain(p))
+}
+
+/// A base URL for `SubscribeURL`s: http(s), with a host, no query or fragment.
+fn public_url(text: &str, key: &'static str) -> Result<Url, Refusal> {
+    Url::parse(text)
+        .ok()
+        .filter(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.query().is_none()
+                && url.fragment().is_none()
+        })
+        .ok_or((
+            key,
+            format!("{text:?} is not an http(s) URL without a query"),
+        ))
 }
 
 /// A secrets file: one `whsec_…` a line; blank lines and `#` comments are skipped.
@@ -739,6 +839,62 @@ mod tests {
             message.contains("\"e1\"") && message.contains("2100"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn an_sns_endpoint_has_a_topic_and_needs_no_secret() {
+        let dir = with_secrets(SECRET);
+        let text = "admin_listen = \"127.0.0.1:0\"\npublic_url = \"https://notify.example/\"\n\
+                    [[endpoint]]\nname = \"ses\"\nevents = [\"Open\"]\n\
+                    url = \"https://r.example/sns\"\nformat = \"sns\"\n";
+        let config = parse(text, dir.path()).unwrap();
+        assert_eq!(config.admin_listen.port(), 0);
+        assert_eq!(
+            config.public_url.unwrap().as_str(),
+            "https://notify.example/"
+        );
+        let ReceiverConfig::Http(http) = &config.endpoints[0].receiver else {
+            panic!();
+        };
+        assert_eq!(http.batch_size, 1);
+        assert!(http.secrets.is_empty());
+        let sns = http.sns.as_ref().unwrap();
+        assert_eq!(sns.topic_arn, "arn:aws:sns:mailtrack:000000000000:ses");
+        assert_eq!(
+            NotifyConfig::default().admin_listen.to_string(),
+            DEFAULT_NOTIFY_ADMIN_LISTEN
+        );
+
+        let endpoint = |extra: &str| {
+            format!(
+                "[[endpoint]]\nname = \"e1\"\nevents = [\"Open\"]\n\
+                 url = \"https://r.example/\"\nsecrets_file = \"s.secrets\"\n{extra}\n"
+            )
+        };
+        let cases = [
+            (
+                "topic_arn = \"arn:aws:sns:r:1:t\"",
+                "notify.endpoint.format",
+            ),
+            (
+                "format = \"sns\"\ntopic_arn = \"topic\"",
+                "notify.endpoint.topic_arn",
+            ),
+            (
+                "format = \"sns\"\ntopic_arn = \"arn:aws:sqs:r:1:t\"",
+                "notify.endpoint.topic_arn",
+            ),
+            (
+                "format = \"sns\"\npublic_url = \"https://n.example/?a=b\"",
+                "notify.endpoint.public_url",
+            ),
+        ];
+        for (extra, key) in cases {
+            let (refused, message) = parse(&endpoint(extra), dir.path()).unwrap_err();
+            assert_eq!(refused, key, "{extra}: {message}");
+        }
+        let (refused, _) = parse("admin_listen = \"nowhere\"", dir.path()).unwrap_err();
+        assert_eq!(refused, "notify.admin_listen");
     }
 
     #[test]

@@ -293,18 +293,31 @@ impl WebhookClient {
     }
 }
 
-/// The POST for `attempt`, with its Standard Webhooks headers for `timestamp`.
+/// The POST for `attempt`, with its Standard Webhooks headers for `timestamp` when it has
+/// secrets to sign with. `Content-Type` and `User-Agent` are mailtrack's unless the attempt's
+/// own headers name them (SNS envelopes do).
 fn signed_request(attempt: &Attempt<'_>, timestamp: u64) -> Result<Request<Full<Bytes>>, String> {
+    let names = |wanted: &str| {
+        attempt
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+    };
     let mut builder = Request::builder()
         .method(Method::POST)
-        .uri(attempt.url.as_str())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::USER_AGENT, USER_AGENT)
-        .header("webhook-id", attempt.id)
-        .header("webhook-timestamp", timestamp);
+        .uri(attempt.url.as_str());
+    if !names("content-type") {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    if !names("user-agent") {
+        builder = builder.header(header::USER_AGENT, USER_AGENT);
+    }
     if !attempt.secrets.is_empty() {
         let signature = sign(attempt.secrets, attempt.id, timestamp, &attempt.body);
-        builder = builder.header("webhook-signature", signature);
+        builder = builder
+            .header("webhook-id", attempt.id)
+            .header("webhook-timestamp", timestamp)
+            .header("webhook-signature", signature);
     }
     for (name, value) in attempt.headers {
         builder = builder.header(*name, value);

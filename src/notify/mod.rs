@@ -19,6 +19,8 @@
 //! - [`store`]: the one interface the worker delivers through, over either log.
 //! - [`metrics`]: every endpoint's counters, for notify's admin listener.
 //! - [`circuit`]: the breaker that probes a failing receiver rather than flooding it.
+//! - [`sns`]: `format = "sns"`: SNS envelopes, after a `SubscriptionConfirmation` the
+//!   receiver confirms on notify's listener.
 //! - [`worker`]: one HTTP endpoint's delivery loop, over either log.
 //! - [`stream_worker`]: a stream endpoint: a filtered copy of the events in another stream.
 
@@ -30,6 +32,7 @@ pub mod redis_log;
 pub mod rule;
 pub mod schedule;
 pub mod signature;
+pub mod sns;
 pub mod store;
 pub mod stream_worker;
 pub mod worker;

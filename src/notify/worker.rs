@@ -18,6 +18,10 @@
 //! whose schedule ran out becomes a dead letter. A 410 stops the endpoint and leaves its
 //! events where they are, for `notify recover`.
 //!
+//! An SNS endpoint (`format = "sns"`) delivers nothing, not even its retries, until its
+//! subscription is confirmed ([`SnsGate`]); each attempt's body and headers come from one
+//! place, [`payload`].
+//!
 //! [`redis_log`]: super::redis_log
 //! [`file_log`]: super::file_log
 
@@ -34,6 +38,7 @@ use super::redis_log::{entry_ms, now_ms, Delivery, LogEntry};
 use super::rule::{EventFacts, Rule};
 use super::schedule::RetrySchedule;
 use super::signature::webhook_id;
+use super::sns::{self, SnsGate, SnsTopic};
 use super::store::{Store, StoreError};
 use crate::config::notify::{HttpReceiver, WebhookSecret};
 
@@ -57,6 +62,32 @@ pub struct HttpWorker {
     schedule: RetrySchedule,
     store: Store,
     metrics: EndpointMetrics,
+    /// For an SNS endpoint: its subscription, which must be confirmed before anything goes.
+    gate: Option<SnsGate>,
+}
+
+/// What an attempt's body is made as.
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// A JSON array of the events (Standard Webhooks).
+    Standard,
+    /// Each event in an SNS `Notification` envelope of this subscription.
+    Sns(std::sync::Arc<SnsTopic>),
+}
+
+/// The body and the further headers of an attempt of `delivery` in `format`: the one place
+/// that decides what goes on the wire.
+pub fn payload(
+    format: &Format,
+    delivery: &Delivery,
+) -> (bytes::Bytes, Vec<(&'static str, String)>) {
+    match format {
+        Format::Standard => (delivery.body(), Vec::new()),
+        Format::Sns(topic) => {
+            let envelope = sns::notification(topic, delivery);
+            (envelope.body, envelope.headers)
+        }
+    }
 }
 
 /// Where an attempt's delivery came from, which decides how its outcome is recorded.
@@ -100,7 +131,15 @@ impl HttpWorker {
             schedule,
             store,
             metrics,
+            gate: None,
         }
+    }
+
+    /// The worker of an SNS endpoint: nothing is delivered until `gate` opens, and every
+    /// event goes in an envelope of the gate's subscription.
+    pub fn with_sns(mut self, gate: SnsGate) -> HttpWorker {
+        self.gate = Some(gate);
+        self
     }
 
     /// Delivers until `shutdown` turns true, then lets the attempts in flight finish.
@@ -122,6 +161,16 @@ impl HttpWorker {
             if self.metrics.disabled.get() == 1 {
                 tracing::error!(endpoint = %self.name, "endpoint disabled: the receiver answered 410 Gone; its events stay in the log for notify recover");
                 break;
+            }
+            if let Some(gate) = &mut self.gate {
+                let secrets = &self.receiver.secrets;
+                let open = tokio::select! {
+                    open = gate.open(&self.client, &self.receiver.url, secrets) => open,
+                    _ = shutdown.changed() => false,
+                };
+                if !open {
+                    continue;
+                }
             }
             let now = Instant::now();
             let slots = match circuit.admit(now) {
@@ -236,18 +285,23 @@ impl HttpWorker {
         let url: Url = self.receiver.url.clone();
         let secrets: Vec<WebhookSecret> = self.receiver.secrets.clone();
         let schedule = self.schedule.clone();
+        let format = match &self.gate {
+            Some(gate) => Format::Sns(std::sync::Arc::clone(gate.topic())),
+            None => Format::Standard,
+        };
         let mut store = self.store.clone();
         let metrics = self.metrics.clone();
         let name = self.name.clone();
         async move {
             metrics.in_flight.inc();
+            let (body, headers) = payload(&format, &delivery);
             let answer = client
                 .send(Attempt {
                     url: &url,
                     id: &delivery.id,
-                    body: delivery.body(),
+                    body,
                     secrets: &secrets,
-                    headers: &[],
+                    headers: &headers,
                 })
                 .await;
             metrics.in_flight.dec();

@@ -3,7 +3,10 @@
 //! bounded body, the JSON errors) with notify's routes:
 //!
 //! - `GET /metrics`: every endpoint's series ([`NotifyMetrics::encode`]), OpenMetrics text;
-//! - `GET /healthz`: `200 ok` while the process runs, for a load balancer or systemd probe.
+//! - `GET /healthz`: `200 ok` while the process runs, for a load balancer or systemd probe;
+//! - `GET /sns/confirm`: an SNS receiver confirming its subscription by its `SubscribeURL`.
+//!   The one route that needs no bearer token: the unguessable `Token` in the URL is the
+//!   credential (see [`mailtrack::notify::sns::confirm`]), and SNS receivers know no other.
 //!
 //! It is wired here, in the command line, because `server` and `notify` never import each
 //! other: `server` lends the listener, `notify` the metrics.
@@ -13,20 +16,25 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Response};
+use hyper::{Method, Response, StatusCode};
 use tokio::sync::watch;
 
 use mailtrack::config::AdminConfig;
 use mailtrack::notify::metrics::NotifyMetrics;
+use mailtrack::notify::sns::{self, ConfirmAnswer};
 use mailtrack::server::admin::router::{AdminRequest, Route, RouteFuture};
 use mailtrack::server::admin::{self, AdminContext, AdminListener, AdminSite, AdminTimeouts};
 use mailtrack::server::ServerError;
 use mailtrack::Config;
 
-/// What notify's admin routes answer from: the metrics every worker counts into.
-#[derive(Debug, Clone)]
+use super::sns::SnsSubscriptions;
+
+/// What notify's admin routes answer from: the metrics every worker counts into, and the SNS
+/// endpoints' subscriptions (if any endpoint is SNS).
+#[derive(Clone)]
 pub(super) struct NotifySite {
     metrics: Arc<NotifyMetrics>,
+    sns: Option<Arc<SnsSubscriptions>>,
 }
 
 /// Notify's routes.
@@ -43,6 +51,12 @@ static ROUTES: &[Route<NotifySite>] = &[
         name: "healthz",
         handler: healthz,
     },
+    Route {
+        method: Method::GET,
+        path: sns::CONFIRM_PATH,
+        name: "sns_confirm",
+        handler: sns_confirm,
+    },
 ];
 
 impl AdminSite for NotifySite {
@@ -56,6 +70,10 @@ impl AdminSite for NotifySite {
 
     fn shed(&self) {
         tracing::debug!("notify admin: at the connection cap");
+    }
+
+    fn needs_token(&self, path: &str) -> bool {
+        path != sns::CONFIRM_PATH
     }
 }
 
@@ -79,13 +97,14 @@ pub(super) async fn serve(
     listener: AdminListener,
     config: &Config,
     metrics: Arc<NotifyMetrics>,
+    sns: Option<Arc<SnsSubscriptions>>,
     shutdown: watch::Receiver<bool>,
 ) {
     let timeouts = AdminTimeouts {
         header_read_timeout: config.server.header_read_timeout,
         shutdown_grace: config.server.shutdown_grace,
     };
-    admin::run(listener, NotifySite { metrics }, timeouts, shutdown).await;
+    admin::run(listener, NotifySite { metrics, sns }, timeouts, shutdown).await;
 }
 
 /// `GET /metrics`.
@@ -101,6 +120,25 @@ fn healthz(_request: AdminRequest, _admin: Arc<AdminContext<NotifySite>>) -> Rou
         "ok\n".to_owned(),
         "text/plain; charset=utf-8",
     ))))
+}
+
+/// `GET /sns/confirm?…&endpoint=NAME&Token=…`: `ConfirmSubscriptionResponse` XML, or a JSON
+/// error (403 for a wrong token, 404 for no such SNS endpoint).
+fn sns_confirm(request: AdminRequest, admin: Arc<AdminContext<NotifySite>>) -> RouteFuture {
+    Box::pin(async move {
+        let answer = match &admin.site().sns {
+            Some(sns) => sns.confirm(request.head.uri.query()).await,
+            None => ConfirmAnswer {
+                status: 404,
+                content_type: "application/json",
+                body: serde_json::json!({ "error": "no endpoint here is SNS" }).to_string(),
+            },
+        };
+        let mut response = text(answer.body, answer.content_type);
+        // The statuses `confirm` answers with are all valid.
+        *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+        Ok(response)
+    })
 }
 
 fn text(body: String, content_type: &'static str) -> Response<Full<Bytes>> {

@@ -4,52 +4,49 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use mailtrack::config::notify::{HttpReceiver, PayloadFormat};
+use mailtrack::config::notify::HttpReceiver;
 use mailtrack::notify::http::{Answer, Attempt, Verdict, WebhookClient};
 use mailtrack::notify::redis_log::Delivery;
+use mailtrack::notify::worker::{payload, Format};
+use mailtrack::Config;
 
 use super::policy;
+use super::sns::format_of;
 
 /// The waits between the immediate tries of one batch: a receiver that drops one request
 /// (a restart, a full pool) gets two more chances within a few seconds, while the operator
 /// waits at the terminal; the delivery loop's schedule is for hours, not for this.
 pub(super) const RETRY_WAITS: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
 
-/// What is POSTed for `delivery` to `receiver`: the body's exact bytes, and the headers
-/// beyond the Standard Webhooks ones (which [`WebhookClient::send`] adds, signing the body).
-pub(super) fn payload(
-    receiver: &HttpReceiver,
-    delivery: &Delivery,
-) -> (Bytes, Vec<(&'static str, String)>) {
-    match receiver.format {
-        // The SNS envelope is not built yet (docs/notify.md): until it is, an SNS endpoint
-        // gets the batch as `notify` itself sends it, a batch of one.
-        PayloadFormat::StandardWebhooks | PayloadFormat::Sns => (delivery.body(), Vec::new()),
-    }
-}
-
 /// Sends deliveries to one HTTP receiver, signed with its secrets, under its timeout and
 /// address policy.
 pub(super) struct Sender {
     client: WebhookClient,
     receiver: HttpReceiver,
+    /// What the bodies are made as: the same function the delivery loop uses
+    /// ([`payload`]), so an SNS endpoint gets its envelopes here too.
+    format: Format,
 }
 
 impl Sender {
-    /// A sender to `receiver`.
-    pub(super) fn new(receiver: &HttpReceiver) -> std::io::Result<Sender> {
+    /// A sender to `receiver`, endpoint `name` of `config`. An SNS endpoint's envelopes go
+    /// whether or not its subscription is confirmed: the operator asked for them.
+    pub(super) fn new(
+        config: &Config,
+        name: &str,
+        receiver: &HttpReceiver,
+    ) -> std::io::Result<Sender> {
         let client = WebhookClient::new(receiver.timeout, policy(receiver.allow_private))?;
         Ok(Sender {
             client,
             receiver: receiver.clone(),
+            format: format_of(config, name, receiver),
         })
     }
 
     /// One attempt of `delivery`.
     pub(super) async fn send(&self, delivery: &Delivery) -> Answer {
-        let (body, headers) = payload(&self.receiver, delivery);
+        let (body, headers) = payload(&self.format, delivery);
         self.client
             .send(Attempt {
                 url: &self.receiver.url,

@@ -7,9 +7,11 @@
 //! consumer of every endpoint's group, named after its host and process id.
 //!
 //! Its admin listener ([`admin`], `[notify] admin_listen`) is bound before anything is
-//! delivered, and serves every endpoint's metrics.
+//! delivered, and serves every endpoint's metrics, and the route SNS receivers confirm their
+//! subscription on ([`sns`]).
 //!
-//! - [`admin`]: the admin listener, `/metrics` and `/healthz`.
+//! - [`admin`]: the admin listener, `/metrics`, `/healthz` and `/sns/confirm`.
+//! - [`sns`]: the SNS endpoints' subscriptions, and the confirmations they are answered with.
 //! - [`test`]: `notify test`, one test event sent now.
 //! - [`recover`]: `notify recover`, a window of the log and the dead letters delivered again.
 //! - [`deliver`]: one delivery made and sent now, with its body per the endpoint's format, for
@@ -21,7 +23,8 @@
 //! HTTP endpoints are served: a stream endpoint is refused at start-up (exit 64, naming
 //! `notify.endpoint.stream`).
 //!
-//! Still to come (issue 15): SNS envelopes.
+//! SNS endpoints keep their subscription in Redis, so they need the Redis sink: over the file
+//! one is refused at start-up (exit 64, naming `notify.endpoint.format`).
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ use super::Failure;
 mod admin;
 mod deliver;
 mod recover;
+mod sns;
 mod test;
 
 /// `notify`'s subcommands; without one, `notify` delivers.
@@ -162,6 +166,15 @@ fn run(config: Config) -> Result<(), Failure> {
             );
             return Err(invalid("notify.endpoint.stream", message));
         }
+        let is_sns = |e: &&EndpointConfig| matches!(&e.receiver, ReceiverConfig::Http(http) if http.sns.is_some());
+        if let Some(endpoint) = config.notify.endpoints.iter().find(is_sns) {
+            let message = format!(
+                "endpoint {:?}: an SNS endpoint keeps its subscription in Redis, so it needs \
+                 the Redis events stream ([events] sink = \"redis\")",
+                endpoint.name
+            );
+            return Err(invalid("notify.endpoint.format", message));
+        }
     }
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
     runtime.block_on(async {
@@ -217,7 +230,7 @@ async fn deliver_file(
         let config = config.clone();
         let metrics = Arc::clone(&metrics);
         let stopped = stopped.clone();
-        async move { admin::serve(listener, &config, metrics, stopped).await }
+        async move { admin::serve(listener, &config, metrics, None, stopped).await }
     });
     for endpoint in &config.notify.endpoints {
         // Stream endpoints were refused before.
@@ -283,11 +296,14 @@ async fn deliver(
     for endpoint in &config.notify.endpoints {
         metrics.endpoint(&endpoint.name);
     }
+    let bound = listener.local_addr().map_err(Failure::Io)?;
+    let sns = sns::SnsSubscriptions::open(config, redis_url, bound).await?;
     let admin = tokio::spawn({
         let config = config.clone();
         let metrics = Arc::clone(&metrics);
         let stopped = stopped.clone();
-        async move { admin::serve(listener, &config, metrics, stopped).await }
+        let sns = sns.clone();
+        async move { admin::serve(listener, &config, metrics, sns, stopped).await }
     });
     let failed = |e: &dyn std::fmt::Display| Failure::Io(std::io::Error::other(e.to_string()));
     for endpoint in &config.notify.endpoints {
@@ -308,7 +324,10 @@ async fn deliver(
                 let client = WebhookClient::new(http.timeout, policy(http.allow_private))
                     .map_err(Failure::Io)?;
                 let series = metrics.endpoint(&name);
-                let worker = HttpWorker::new(name, rule, http.clone(), client, store, series);
+                let mut worker = HttpWorker::new(name, rule, http.clone(), client, store, series);
+                if let Some(gate) = sns.as_ref().and_then(|sns| sns.gate(endpoint, http)) {
+                    worker = worker.with_sns(gate);
+                }
                 workers.spawn(worker.run(stopped.clone()));
             }
             ReceiverConfig::Stream(target) => {

@@ -274,7 +274,7 @@ pub(super) fn run(
                 }
             }
         };
-        let sender = Sender::new(http).map_err(Failure::Io)?;
+        let sender = Sender::new(config, name, http).map_err(Failure::Io)?;
         let counts = recover(
             endpoint,
             &mut source,

@@ -65,7 +65,7 @@ pub(super) fn run(config: &Config, name: &str) -> Result<ExitCode, Failure> {
                     events: vec![json],
                     logged_ms: Vec::new(),
                 };
-                let sender = Sender::new(http).map_err(Failure::Io)?;
+                let sender = Sender::new(config, &endpoint.name, http).map_err(Failure::Io)?;
                 println!("endpoint {}: POST {}", endpoint.name, http.url);
                 println!("webhook-id: {}", delivery.id);
                 println!("eventId: {event_id}");

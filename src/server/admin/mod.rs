@@ -90,6 +90,13 @@ pub trait AdminSite: Send + Sync + Sized + 'static {
 
     /// Counts a connection closed at once because [`ADMIN_MAX_CONNECTIONS`] were open.
     fn shed(&self);
+
+    /// Whether a request for `path` must carry the bearer token (when one is configured):
+    /// every path but those whose own credential is in the request (notify's SNS
+    /// confirmations, whose `Token` is in their URL).
+    fn needs_token(&self, _path: &str) -> bool {
+        true
+    }
 }
 
 impl AdminSite for State {

@@ -85,7 +85,9 @@ async fn serve<S: AdminSite>(
     route: Result<&'static Route<S>, AdminError>,
     admin: &Arc<AdminContext<S>>,
 ) -> Result<Answer, AdminError> {
-    authorize(admin.token.as_ref(), request.headers())?;
+    if admin.site.needs_token(request.uri().path()) {
+        authorize(admin.token.as_ref(), request.headers())?;
+    }
     let route = route?;
     let (head, body) = request.into_parts();
     let body = read_bounded(body, admin.max_body_bytes, BODY_READ_TIMEOUT).await?;
