@@ -453,7 +453,7 @@ fn write_config(dir: &Path, redis: &RedisServer, hooks: &[Hook], schedule: &str)
         "[keys]\nfile = \"keys.toml\"\n{ADMIN_ON_A_FREE_PORT}[server]\nhttp = \"127.0.0.1:0\"\n\
          shutdown_grace = 5\n[log]\nformat = \"json\"\n[events]\nsink = \"redis\"\n\
          redis_url = \"{}\"\nstream = \"{STREAM}\"\nspool_dir = \"spool\"\nsink_timeout_ms = 300\n\
-         budget_per_minute = 0\n[notify]\nclaim_idle_ms = {CLAIM_IDLE_MS}\n{endpoints}",
+         budget_per_minute = 0\n[notify]\nadmin_listen = \"127.0.0.1:0\"\nclaim_idle_ms = {CLAIM_IDLE_MS}\n{endpoints}",
         redis.url()
     );
     let path = dir.join("mailtrack.toml");
