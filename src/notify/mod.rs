@@ -1,7 +1,8 @@
 //! `mailtrack notify`: every event of the events log delivered to each endpoint whose rule
 //! wants it, at least once, each endpoint on its own.
 //!
-//! This module grows with issue 15. What is here are the pieces every delivery path shares:
+//! Two logs feed it (the Redis stream, the JSONL file) and three receivers take from it (Standard
+//! Webhooks batches, SNS envelopes, Redis streams). The pieces:
 //!
 //! # Layout
 //!
