@@ -114,12 +114,18 @@ fn sign_then_decode_round_trips_with_tags() {
 fn decode_recovers_the_139_mail_form_and_refuses_tampering() {
     let setup = setup();
     let url = "https://id.example.com/signinverify?code=NZJUK4YMRJST&mail=kkbbzz1%40163.com&name=KOZ-AL00";
-    let link = stdout(&setup.run(&["sign", "--message-id", "m-139", url]))
-        .trim()
-        .to_owned();
+    let sign = [
+        "sign",
+        "--message-id",
+        "m-139",
+        "--send-time",
+        "1796227200",
+        url,
+    ];
+    let link = stdout(&setup.run(&sign)).trim().to_owned();
     let mangled = Mangling::ClientDecodedOnce.apply(request_target(&link));
     assert!(
-        mangled.starts_with(&format!("/CL0/{url}/1/m-139/")),
+        mangled.starts_with(&format!("/CL0/{url}/2~tpfds0/m-139/")),
         "{mangled}"
     );
 
@@ -142,17 +148,47 @@ fn decode_recovers_the_139_mail_form_and_refuses_tampering() {
 #[test]
 fn pixel_decodes_as_an_open() {
     let setup = setup();
-    let pixel = setup.run(&["pixel", "--message-id", "msg-2"]);
+    let pixel = setup.run(&[
+        "pixel",
+        "--message-id",
+        "msg-2",
+        "--send-time",
+        "2026-12-03T00:00:00+08:00",
+        "--message-tag",
+        "campaign:spring;list:news",
+        "--message-tag",
+        "campaign:sale",
+    ]);
     assert!(pixel.status.success(), "{}", stderr(&pixel));
     let link = stdout(&pixel).trim().to_owned();
     assert!(
-        link.starts_with("https://track.example.com/CI0/msg-2/"),
+        link.starts_with(
+            "https://track.example.com/CI0/2~tpfds0~campaign=spring~list=news~campaign=sale/msg-2/"
+        ),
         "{link}"
     );
     let value = json(&setup.run(&["decode", request_target(&link)]));
     assert_eq!(value["status"], "verified");
     assert_eq!(value["kind"], "open");
     assert_eq!(value["target"], serde_json::Value::Null);
+    assert_eq!(value["version"], 2);
+    assert_eq!(value["send_time"], "2026-12-02T16:00:00Z");
+    assert_eq!(
+        value["message_tags"],
+        serde_json::json!({"campaign": ["spring", "sale"], "list": ["news"]})
+    );
+
+    // A send time or message tag that cannot be signed is a usage error naming the argument.
+    for (flag, value) in [
+        ("--send-time", "yesterday"),
+        ("--send-time", "2026-12-02T16:00:00"),
+        ("--message-tag", "campaign"),
+        ("--message-tag", "campaign:a b"),
+    ] {
+        let out = setup.run(&["pixel", "--message-id", "m", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(stderr(&out).contains(flag), "{}", stderr(&out));
+    }
 }
 
 #[test]
