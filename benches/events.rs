@@ -30,7 +30,7 @@
 //! `EVENTS_BENCH_WORKERS` (tokio worker threads; by default one per core the process may use,
 //! as `serve` has) change the run.
 
-#[path = "../tests/support_redis/mod.rs"]
+#[path = "../tests/suite/support_redis/mod.rs"]
 mod support_redis;
 
 use std::process::Command;

@@ -19,6 +19,7 @@ mod cli;
 /// closed, against 9 MB before them; now 12 MB thirty seconds after. The setting is built in,
 /// not written at run time: `unsafe_code` is forbidden here, and needs none this way.
 /// `_RJEM_MALLOC_CONF=background_thread:false` turns it off for a comparison.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

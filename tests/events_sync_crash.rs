@@ -7,6 +7,7 @@
 //! The child is this test binary itself, re-run with `--ignored --exact sync_child`: no
 //! test-only code in the `mailtrack` binary.
 
+#[path = "suite/support_redis/mod.rs"]
 mod support_redis;
 
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,7 @@
 //! real `redis-server` serving TLS only, with a certificate from a CA made at test time. The
 //! client trusts the CA through `SSL_CERT_FILE`, as an operator with a private CA would.
 
+#[path = "suite/support_redis/mod.rs"]
 mod support_redis;
 
 use std::net::TcpStream;

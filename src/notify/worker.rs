@@ -234,13 +234,16 @@ impl HttpWorker {
             let stale = self.store.claim_stale(size).await?;
             self.gather(stale, batch).await?;
         }
+        // Enough for every free slot in one read: one XREADGROUP (and one take_due) per turn
+        // then starts up to `room` deliveries, rather than one each.
+        let wanted = (room - started.len()) * size;
         let wait = batch.wait_left(self.receiver.linger);
         let fresh = self
             .store
-            .read_new(size.saturating_sub(batch.len()).max(1), wait)
+            .read_new(wanted.saturating_sub(batch.len()).max(1), wait)
             .await?;
         self.gather(fresh, batch).await?;
-        if batch.len() >= size || batch.waited(self.receiver.linger) {
+        while started.len() < room && (batch.len() >= size || batch.waited(self.receiver.linger)) {
             let taken = batch.take(size);
             let id = webhook_id(&self.name, taken.event_ids.iter().map(String::as_str));
             let logged_ms = taken.entry_ids.iter().filter_map(|id| entry_ms(id));

@@ -14,15 +14,13 @@
 //! endpoint (logged as such) while the other goes on, its events left in the log for
 //! `notify recover`.
 
-mod common;
-mod support_receiver;
-mod support_redis;
+use crate::common;
+use crate::support_receiver;
+use crate::support_redis;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +29,7 @@ use mailtrack::link::LinkTags;
 use mailtrack::testing::{fixed_signer, request_target};
 use serde_json::Value;
 
-use common::{pixel, try_send, Proto, ServeProcess, ADMIN_ON_A_FREE_PORT, BINARY};
+use common::{pixel, try_send, NotifyProcess, Proto, ServeProcess, ADMIN_ON_A_FREE_PORT};
 use support_receiver::{verify_with_standardwebhooks, Received, Receiver, Reply};
 use support_redis::{event_id, stream_entries, RedisServer};
 
@@ -185,70 +183,6 @@ fn event_ids_of(request: &Received) -> Vec<String> {
     events.iter().map(event_id).collect()
 }
 
-/// A spawned `mailtrack notify`, its log lines kept (and copied to standard error, marked
-/// with its label). Killed when dropped.
-struct NotifyProcess {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl NotifyProcess {
-    /// Starts it and waits until every one of `endpoints` is being notified.
-    fn spawn(config: &Path, label: &str, endpoints: usize) -> NotifyProcess {
-        let mut child = Command::new(BINARY)
-            .args(["notify", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let lines = Arc::clone(&log);
-        let label = label.to_owned();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("{label}: {line}");
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let notify = NotifyProcess { child, log };
-        wait_until(
-            "notify to start every endpoint",
-            Duration::from_secs(20),
-            || notify.logged("notifying") >= endpoints,
-        );
-        notify
-    }
-
-    /// How many of its log lines contain `text`.
-    fn logged(&self, text: &str) -> usize {
-        let log = self.log.lock().unwrap();
-        log.iter().filter(|line| line.contains(text)).count()
-    }
-
-    fn lines_with(&self, text: &str) -> Vec<String> {
-        let log = self.log.lock().unwrap();
-        log.iter()
-            .filter(|line| line.contains(text))
-            .cloned()
-            .collect()
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for NotifyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits until `done`, failing the test after `limit`.
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -288,7 +222,7 @@ impl Rig {
         let config = write_config(dir.path(), &redis, &hooks, schedule);
         let serve = ServeProcess::spawn(&config, 1);
         let notify = (0..processes)
-            .map(|n| NotifyProcess::spawn(&config, &format!("notify{n}"), hooks.len()))
+            .map(|n| NotifyProcess::spawn_notifying(&config, &format!("notify{n}"), hooks.len()))
             .collect();
         Rig {
             runtime,
@@ -591,11 +525,12 @@ fn notify_killed_mid_batch_then_restarted_loses_nothing() {
                 Duration::from_secs(10),
                 || pending(&rig.redis, &group) > 0,
             );
-            rig.notify[0].kill9();
+            rig.notify[0].kill();
             let held = pending(&rig.redis, &group);
             eprintln!("kill: notify killed holding {held} unacknowledged entries");
             std::thread::sleep(Duration::from_secs(1));
-            let restarted = NotifyProcess::spawn(&rig.config, "notify-restarted", rig.hooks.len());
+            let restarted =
+                NotifyProcess::spawn_notifying(&rig.config, "notify-restarted", rig.hooks.len());
             rig.notify.push(restarted);
         },
     );
@@ -646,11 +581,7 @@ fn two_notify_processes_share_the_work_and_lose_nothing() {
         },
     );
     eprintln!("two: unacknowledged entries seen per consumer, summed over samples: {worked:?}");
-    let pids: Vec<String> = rig
-        .notify
-        .iter()
-        .map(|n| format!("-{}", n.child.id()))
-        .collect();
+    let pids: Vec<String> = rig.notify.iter().map(|n| format!("-{}", n.pid())).collect();
     for pid in &pids {
         assert!(
             worked

@@ -1,7 +1,7 @@
 //! `mailtrack serve` over HTTPS with certificates made at test time: HTTP/1.1 and HTTP/2 by
 //! ALPN, a certificate per domain by SNI, reload, and curl as an independent client.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! exit 64 before binding, SIGTERM under load drains and exits 0
 //! with every answered click's event in the file sink, SIGHUP reloads the certificates.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! that keep one client from hurting the others. Timeouts are configured short; speeds are
 //! only compared with a baseline measured in the same test.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

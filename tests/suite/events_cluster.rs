@@ -1,7 +1,7 @@
 //! The Redis sink on Redis Cluster (`redis_cluster = true`): a real one-node cluster that
 //! owns every slot, reached through its seed URL, gets every event once.
 
-mod support_redis;
+use crate::support_redis;
 
 use std::time::{Duration, Instant};
 

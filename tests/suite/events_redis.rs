@@ -2,7 +2,7 @@
 //! every event arrives, a Redis killed with SIGKILL loses nothing, a full spool drops exactly
 //! what it reports, and shutdown under load writes everything accepted.
 
-mod support_redis;
+use crate::support_redis;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -5,13 +5,12 @@
 //! file; a pending retry survives a kill -9; and a second notify on one state folder is
 //! refused.
 
-mod common;
-mod support_receiver;
+use crate::common;
+use crate::support_receiver;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 use mailtrack::config::RotatedRetention;
 use mailtrack::events::sink::file::FileSink;
 
-use common::{ServeProcess, ADMIN_ON_A_FREE_PORT, BINARY};
+use common::{NotifyProcess, ServeProcess, ADMIN_ON_A_FREE_PORT, BINARY};
 use support_receiver::{verify_with_standardwebhooks, Receiver, Reply};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -48,55 +47,12 @@ fn write_config(dir: &Path, max_bytes: u64, receiver: &Receiver, extra: &str) ->
     path
 }
 
-/// A running `mailtrack notify`, its log copied to standard error; killed when dropped.
-struct Notify {
-    child: Child,
-}
-
-impl Notify {
-    fn start(config: &Path) -> Notify {
-        let mut child = Command::new(BINARY)
-            .args(["notify", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("notify: {line}");
-            }
-        });
-        Notify { child }
-    }
-
-    /// SIGKILL, as a crash.
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and waits for a clean exit.
-    async fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exited = wait_until("notify to exit after SIGTERM", || {
-            self.child.try_wait().unwrap()
-        })
-        .await;
-        assert!(exited.success(), "{exited:?}");
-    }
-}
-
-impl Drop for Notify {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGTERM, and a clean exit, waited for without blocking the runtime the receivers answer on
+/// (notify delivers what it holds before it exits).
+async fn stop(mut notify: NotifyProcess) {
+    notify.signal("-TERM");
+    let exited = wait_until("notify to exit after SIGTERM", || notify.exited()).await;
+    assert!(exited.success(), "{exited:?}");
 }
 
 /// Polls `check` until it gives a value, failing after [`DEADLINE`].
@@ -185,6 +141,27 @@ fn rotated(dir: &Path) -> usize {
         .count()
 }
 
+/// How many events serve has written, in every file, and the `eventId`s of the clicks.
+fn recorded(dir: &Path) -> (usize, BTreeSet<String>) {
+    let mut clicks = BTreeSet::new();
+    let mut lines = 0;
+    for path in std::fs::read_dir(dir.join("data")).unwrap() {
+        let path = path.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("events.jsonl") || path.is_dir() {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            lines += 1;
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            if event["eventType"] == "Click" {
+                clicks.insert(event["mailtrack"]["eventId"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    (lines, clicks)
+}
+
 fn state_file(dir: &Path, name: &str) -> PathBuf {
     dir.join("data/events.jsonl.notify/hook.endpoint")
         .join(name)
@@ -197,46 +174,35 @@ async fn serve_to_notify_through_rotations_delivers_each_click_signed() {
     // An event is about 600 bytes: the file rotates every few batches.
     let config = write_config(dir.path(), 3000, &receiver, "");
     let serve = ServeProcess::spawn(&config, 1);
-    let notify = Notify::start(&config);
+    let notify = NotifyProcess::spawn(&config, "notify");
     const REQUESTS: usize = 80;
-    for n in 0..REQUESTS {
-        let target = if n % 4 == 0 {
-            common::pixel(&format!("m-{n}"))
-        } else {
-            common::click(&format!("https://e.example/{n}"), &format!("m-{n}"))
-        };
-        let reply = common::send(
-            serve.addr(),
-            None,
-            common::Proto::Http1,
-            "GET",
-            &target,
-            &[],
-        )
-        .await;
-        assert!(reply.status < 400, "{}", reply.status);
-    }
-    // What serve recorded, from every file.
-    let want = wait_until("serve to record every request", || {
-        let mut clicks = BTreeSet::new();
-        let mut lines = 0;
-        for path in std::fs::read_dir(dir.path().join("data")).unwrap() {
-            let path = path.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if !name.starts_with("events.jsonl") || path.is_dir() {
-                continue;
-            }
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
-                lines += 1;
-                let event: serde_json::Value = serde_json::from_str(line).unwrap();
-                if event["eventType"] == "Click" {
-                    clicks.insert(event["mailtrack"]["eventId"].as_str().unwrap().to_owned());
-                }
-            }
+    // In rounds, each written before the next is sent: a round is more than a file holds, so
+    // the file rotates while notify follows it, however serve's writer batches the events.
+    let mut want = BTreeSet::new();
+    for round in 0..8 {
+        for n in round * 10..(round + 1) * 10 {
+            let target = if n % 4 == 0 {
+                common::pixel(&format!("m-{n}"))
+            } else {
+                common::click(&format!("https://e.example/{n}"), &format!("m-{n}"))
+            };
+            let reply = common::send(
+                serve.addr(),
+                None,
+                common::Proto::Http1,
+                "GET",
+                &target,
+                &[],
+            )
+            .await;
+            assert!(reply.status < 400, "{}", reply.status);
         }
-        (lines == REQUESTS).then_some(clicks)
-    })
-    .await;
+        want = wait_until("serve to record the round", || {
+            let (lines, clicks) = recorded(dir.path());
+            (lines == (round + 1) * 10).then_some(clicks)
+        })
+        .await;
+    }
     assert_eq!(want.len(), REQUESTS * 3 / 4);
     assert!(
         rotated(dir.path()) >= 3,
@@ -247,7 +213,7 @@ async fn serve_to_notify_through_rotations_delivers_each_click_signed() {
     eprintln!("duplicates: {duplicates}");
     assert_eq!(duplicates, 0, "nothing failed, so nothing is sent twice");
     verify_with_standardwebhooks(SECRET, &receiver.accepted());
-    notify.stop().await;
+    stop(notify).await;
 }
 
 #[tokio::test]
@@ -261,22 +227,22 @@ async fn a_kill_9_mid_run_repeats_only_what_was_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 4000, &receiver, "");
     let want = append(dir.path(), 4000, 0..120);
-    let notify = Notify::start(&config);
+    let mut notify = NotifyProcess::spawn(&config, "notify");
     wait_until("a few deliveries", || {
         (receiver.accepted().len() >= 4).then_some(())
     })
     .await;
-    notify.kill_9();
+    notify.kill();
     let before = accepted_ids(&receiver).len();
     assert!(before < want.len(), "killed before the end");
-    let notify = Notify::start(&config);
+    let notify = NotifyProcess::spawn(&config, "notify");
     let duplicates = all_delivered(&receiver, &want).await;
     eprintln!("delivered {before} events before the kill; duplicates after it: {duplicates}");
     // In flight (2 batches of 5), gathering (1), and what settled since the last checkpoint
     // (written every 200 ms; at most 2 batches finish in that time with a 300 ms receiver),
     // with a batch of slack.
     assert!(duplicates <= 6 * 5, "{duplicates} duplicates");
-    notify.stop().await;
+    stop(notify).await;
 }
 
 #[tokio::test]
@@ -285,22 +251,22 @@ async fn notify_catches_up_on_files_rotated_while_it_was_down() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 2000, &receiver, "");
     let mut want = append(dir.path(), 2000, 0..10);
-    let notify = Notify::start(&config);
+    let notify = NotifyProcess::spawn(&config, "notify");
     assert_eq!(all_delivered(&receiver, &want).await, 0);
-    notify.stop().await;
+    stop(notify).await;
     let rotated_before = rotated(dir.path());
     want.extend(append(dir.path(), 2000, 10..60));
     assert!(
         rotated(dir.path()) >= rotated_before + 3,
         "several rotations while notify was down"
     );
-    let notify = Notify::start(&config);
+    let notify = NotifyProcess::spawn(&config, "notify");
     let duplicates = all_delivered(&receiver, &want).await;
     assert_eq!(
         duplicates, 0,
         "a clean stop checkpoints everything delivered"
     );
-    notify.stop().await;
+    stop(notify).await;
 }
 
 #[tokio::test]
@@ -316,7 +282,7 @@ async fn a_refusing_receiver_ends_with_every_click_in_the_dead_letters_file_and_
         "retry_schedule = [\"50ms\", \"50ms\"]",
     );
     let want = append(dir.path(), 1 << 20, 0..40);
-    let notify = Notify::start(&config);
+    let notify = NotifyProcess::spawn(&config, "notify");
     let dead = state_file(dir.path(), "dead.jsonl");
     wait_until("every click dead-lettered", || {
         let text = std::fs::read_to_string(&dead).unwrap_or_default();
@@ -340,7 +306,7 @@ async fn a_refusing_receiver_ends_with_every_click_in_the_dead_letters_file_and_
         (receiver.received().len() == deliveries * 3).then_some(())
     })
     .await;
-    notify.stop().await;
+    stop(notify).await;
 
     // Pointed at a receiver that takes them, recover delivers every one, from the log and
     // the dead letters, and empties dead.jsonl.
@@ -388,7 +354,7 @@ async fn a_pending_retry_survives_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 1 << 20, &receiver, "retry_schedule = [\"2s\"]");
     let want = append(dir.path(), 1 << 20, 1..2);
-    let notify = Notify::start(&config);
+    let mut notify = NotifyProcess::spawn(&config, "notify");
     let file_len = std::fs::metadata(events_file(dir.path())).unwrap().len();
     // The failed delivery is among the retries and the checkpoint has passed its event: only
     // the retry file can bring it back.
@@ -404,10 +370,10 @@ async fn a_pending_retry_survives_a_kill_9() {
         1,
         "one attempt before the kill"
     );
-    notify.kill_9();
-    let notify = Notify::start(&config);
+    notify.kill();
+    let notify = NotifyProcess::spawn(&config, "notify");
     assert_eq!(all_delivered(&receiver, &want).await, 0);
-    notify.stop().await;
+    stop(notify).await;
 }
 
 #[tokio::test]
@@ -416,7 +382,7 @@ async fn a_second_notify_on_one_state_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), 1 << 20, &receiver, "");
     let want = append(dir.path(), 1 << 20, 0..4);
-    let first = Notify::start(&config);
+    let first = NotifyProcess::spawn(&config, "notify");
     // Delivering means the first holds the lock.
     all_delivered(&receiver, &want).await;
     let second = Command::new(BINARY)
@@ -428,5 +394,5 @@ async fn a_second_notify_on_one_state_folder_is_refused() {
     assert_eq!(second.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("notify.state_dir"), "{stderr}");
     assert!(stderr.contains("another mailtrack notify"), "{stderr}");
-    first.stop().await;
+    stop(first).await;
 }

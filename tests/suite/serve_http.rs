@@ -2,7 +2,7 @@
 //! sockets: redirects, the pixel, the interstitial, errors, health, metrics (on the admin
 //! listener) and the client address recorded in events.
 
-mod common;
+use crate::common;
 
 use common::{click, config, pixel, send, Proto, TestServer};
 use mailtrack::events::EventType;

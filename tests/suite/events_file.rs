@@ -1,7 +1,7 @@
 //! The events pipeline with the default file sink, over real files: every event arrives,
 //! once, in order, valid against the schema, including under load at shutdown.
 
-mod support_redis;
+use crate::support_redis;
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;

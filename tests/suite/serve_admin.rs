@@ -2,7 +2,7 @@
 //! the bearer token of a spawned `mailtrack serve`, and the JSON errors every admin route
 //! shares (unknown path, wrong method, a body over `admin.max_body_bytes`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

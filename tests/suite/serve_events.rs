@@ -2,8 +2,8 @@
 //! kill -9 under load loses no event and slows no redirect; with `durability = "sync"`,
 //! mailtrack itself killed with kill -9 loses no event it answered for.
 
-mod common;
-mod support_redis;
+use crate::common;
+use crate::support_redis;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

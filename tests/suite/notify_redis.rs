@@ -4,8 +4,8 @@
 //! is back; one that refuses everything ends with every event in its dead letters; and two
 //! processes on one endpoint share its work.
 
-mod support_receiver;
-mod support_redis;
+use crate::support_receiver;
+use crate::support_redis;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

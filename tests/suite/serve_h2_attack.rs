@@ -3,7 +3,7 @@
 //! time, and the memory comes back; a connection flooding control frames is closed while the
 //! others are served as before. The attackers write raw frames (`h2_raw`).
 
-mod common;
+use crate::common;
 mod h2_raw;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -5,8 +5,8 @@
 //! the receiver confirms, nothing is delivered and nothing is lost; a wrong `Token` is refused,
 //! and the confirmation needs no admin bearer token when one guards the listener.
 
-mod support_receiver;
-mod support_redis;
+use crate::support_receiver;
+use crate::support_redis;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 /// The schema's validator.
 pub fn validator() -> jsonschema::Validator {
-    let text = include_str!("../../schema/event.schema.json");
+    let text = include_str!("../../../schema/event.schema.json");
     let schema: Value = serde_json::from_str(text).expect("the schema is JSON");
     jsonschema::draft202012::new(&schema).expect("the schema is a valid draft 2020-12 schema")
 }

@@ -2,8 +2,8 @@
 //! without `allow_private`, or a sink it cannot read (standard output), exits 64 naming the key before anything is
 //! delivered; otherwise it delivers the stream to each endpoint and exits 0 on SIGTERM.
 
-mod support_receiver;
-mod support_redis;
+use crate::support_receiver;
+use crate::support_redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! answer means what it should: 2xx delivered, 410 gone, 429/503 after `Retry-After`, a 3xx
 //! retried and never followed, a slow receiver timed out, a private address refused.
 
-mod support_receiver;
+use crate::support_receiver;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! clicks the link, the proxy redirects, and the destination (a local server) sees exactly
 //! the original URL. Skipped when Chromium is not installed.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! HTTP/1.1 without exactly one `Host` is refused; and a User-Agent that is not ASCII still
 //! arrives whole in the event.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Instant;

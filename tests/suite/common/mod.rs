@@ -3,12 +3,12 @@
 //! request-target exactly as given.
 #![allow(dead_code, unreachable_pub, missing_docs)] // Each test file uses a different part.
 
-use std::io::{BufRead, BufReader};
+mod process;
+pub use process::{NotifyProcess, Process};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -35,7 +35,7 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_mailtrack");
 /// each is TLS), read from that log, and its admin listener's. Killed when dropped, so that a
 /// test that fails before stopping it does not leave it running after the test run.
 pub struct ServeProcess {
-    child: Child,
+    pub process: Process,
     pub addrs: Vec<(SocketAddr, bool)>,
     pub admin: Option<SocketAddr>,
 }
@@ -46,50 +46,24 @@ impl ServeProcess {
     /// `listeners` public addresses and its admin address. Its log lines are copied to
     /// standard error, marked `serve:`.
     pub fn spawn(config: &Path, listeners: usize) -> ServeProcess {
-        let mut child = Command::new(BINARY)
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        // Held from here on, so that a failed wait below still kills the child.
-        let mut served = ServeProcess {
-            child,
-            addrs: Vec::new(),
-            admin: None,
-        };
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("serve: {line}");
-                // The test may have stopped listening; the log still has to be read.
-                let _ = lines.send(line);
-            }
+        let mut process = Process::spawn("serve", config, "serve");
+        process.wait_until("serve to listen", |p| {
+            p.messages("listening").len() >= listeners && !p.messages("admin listening").is_empty()
         });
-        while served.addrs.len() < listeners || served.admin.is_none() {
-            let line = received
-                .recv_timeout(Duration::from_secs(20))
-                .expect("a listening line");
-            // Every config spawned here logs JSON; a line that is not is a failure to see.
-            let json: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("serve logs JSON lines, not {line:?}: {e}"));
-            let addr = || json["addr"].as_str().unwrap().parse().unwrap();
-            if json["message"] == "listening" {
-                served.addrs.push((addr(), json["tls"].as_bool().unwrap()));
-            } else if json["message"] == "admin listening" {
-                let admin: SocketAddr = addr();
-                assert_ne!(admin.port(), 9090, "tests never take the fixed 9090");
-                served.admin = Some(admin);
-            }
+        let addr = |json: &serde_json::Value| -> SocketAddr {
+            json["addr"].as_str().unwrap().parse().unwrap()
+        };
+        let addrs = process.messages("listening")[..listeners]
+            .iter()
+            .map(|json| (addr(json), json["tls"].as_bool().unwrap()))
+            .collect();
+        let admin = addr(&process.messages("admin listening")[0]);
+        assert_ne!(admin.port(), 9090, "tests never take the fixed 9090");
+        ServeProcess {
+            process,
+            addrs,
+            admin: Some(admin),
         }
-        served
-    }
-
-    /// Its process id, for reading its memory from `/proc`.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// The first address it listens on.
@@ -101,40 +75,19 @@ impl ServeProcess {
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.unwrap()
     }
+}
 
-    /// Sends it a signal with kill(1): `"-TERM"`, `"-HUP"`.
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([name, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+impl std::ops::Deref for ServeProcess {
+    type Target = Process;
 
-    /// Waits for it to exit, at most `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < limit, "still running after {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, as a crash would, and waits for it to be gone.
-    pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        // Already gone when the test stopped it; otherwise this is the cleanup.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::DerefMut for ServeProcess {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 

@@ -1,7 +1,7 @@
 //! `mailtrack events tail` against a real Redis: it reads as a consumer group, acknowledges
 //! what it prints, and claims the entries a dead consumer left pending.
 
-mod support_redis;
+use crate::support_redis;
 
 use std::time::Duration;
 

@@ -7,21 +7,21 @@
 //! The receivers run on the test's runtime while the test waits for the binary, so each test
 //! has a multi-threaded runtime.
 
-mod support_receiver;
-mod support_redis;
+use crate::common;
+use crate::support_receiver;
+use crate::support_redis;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use support_receiver::{verify_with_standardwebhooks, Received, Receiver, Reply};
 use support_redis::RedisServer;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_mailtrack");
+use common::{NotifyProcess, BINARY};
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const STREAM: &str = "mailtrack:events";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -117,78 +117,6 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A running `mailtrack notify`, with its admin address read from its log; stopped (SIGKILL)
-/// when dropped.
-struct NotifyProcess {
-    child: Child,
-    admin: SocketAddr,
-}
-
-impl NotifyProcess {
-    fn spawn(config: &Path) -> NotifyProcess {
-        let mut child = Command::new(BINARY)
-            .args(["notify", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("notify: {line}");
-                let _ = lines.send(line);
-            }
-        });
-        let admin = loop {
-            let line = match received.recv_timeout(DEADLINE) {
-                Ok(line) => line,
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("no \"notify admin listening\" line: {e}");
-                }
-            };
-            // Lines before logging starts (a refused config) are not JSON; they show above.
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if json["message"] == "notify admin listening" {
-                let addr: SocketAddr = json["addr"].as_str().unwrap().parse().unwrap();
-                assert_ne!(addr.port(), 9091, "tests never take the fixed 9091");
-                break addr;
-            }
-        };
-        NotifyProcess { child, admin }
-    }
-
-    /// SIGTERM, and waits for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(started.elapsed() < DEADLINE, "still running after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "{status:?}");
-    }
-}
-
-impl Drop for NotifyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `GET path` on `addr`, with `token` as a bearer token when given: the status and body.
 fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -255,7 +183,7 @@ async fn notify_serves_each_endpoints_metrics_on_its_own_token_guarded_listener(
             .map(|(id, _, _)| id.clone())
             .collect()
     };
-    let notify = NotifyProcess::spawn(&config);
+    let mut notify = NotifyProcess::spawn(&config, "notify");
 
     let (status, body) = get(notify.admin, "/metrics", None);
     assert_eq!(status, 401, "a token is configured: {body}");
@@ -545,7 +473,7 @@ async fn dead_letters_and_a_410d_endpoints_events_are_recovered_to_a_fixed_recei
         .map(|(id, _, _)| id.clone())
         .collect();
     let all: BTreeSet<String> = published.iter().map(|(id, _, _)| id.clone()).collect();
-    let notify = NotifyProcess::spawn(&config);
+    let mut notify = NotifyProcess::spawn(&config, "notify");
     let dead_events = || -> usize {
         let entries: Vec<(String, Vec<(String, String)>)> = redis.query(
             redis::cmd("XRANGE")

@@ -1,7 +1,7 @@
 //! `sink = "stdout"` and `mailtrack events replay`: a spool left behind (as by a crash with
 //! the sink down) is delivered by the binary, as JSON lines on standard output, in order.
 
-mod support_redis;
+use crate::support_redis;
 
 use mailtrack::events::batch::Batch;
 use mailtrack::events::sample::sample_event;
