@@ -73,8 +73,9 @@ enum Command {
         #[arg(long, value_name = "ID")]
         message_id: String,
     },
-    /// Rewrite an HTML message from standard input for tracking, to standard output.
-    /// Untracked links are listed in the report, each with its reason.
+    /// Rewrite an HTML message (or, with --mime, a whole MIME message) from standard input
+    /// for tracking, to standard output. Untracked links are listed in the report, each with
+    /// its reason.
     Rewrite {
         /// The message the links are sent in.
         #[arg(long, value_name = "ID")]
@@ -88,6 +89,11 @@ enum Command {
         /// Also track links that are not valid RFC 3986 but that a browser follows.
         #[arg(long)]
         browser_urls: bool,
+        /// The input is a whole MIME message (RFC 5322, as for SES SendRawEmail): every
+        /// text/html part is rewritten in its own charset and transfer encoding, the rest
+        /// passed through byte for byte. A DKIM-signed message is refused.
+        #[arg(long)]
+        mime: bool,
     },
     /// Decode a request-target (path and query, as received) and print what it is as JSON.
     /// Exits 0 when it verifies, 1 otherwise.
@@ -166,10 +172,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             report,
             pixel_at_top,
             browser_urls,
+            mime,
         } => {
             let flags = rewrite::Flags {
                 pixel_at_top,
                 browser_urls,
+                mime,
             };
             rewrite::run(&config()?, &message_id, report.as_deref(), flags)?;
         }
