@@ -21,8 +21,11 @@ const SAMPLES: usize = 7;
 fn main() {
     let ring = fixed_ring();
     let signer = fixed_signer();
-    let message_id = MessageId::new("0100018c7f3e1a2b-5a1f2c3d-aaaa-bbbb-cccc-0123456789ab-000000")
-        .expect("a valid id");
+    // A version 2 link, as the signer writes them, with no message tags.
+    let message_id = mailtrack::testing::stamp_v2(
+        "0100018c7f3e1a2b-5a1f2c3d-aaaa-bbbb-cccc-0123456789ab-000000",
+        "",
+    );
     let tags = LinkTags::parse("campaign:spring;variant:b").expect("valid tags");
     let url = "https://shop.example.com/newsletter/2026/11/spring-sale?utm_source=mail&utm_medium=email&utm_campaign=spring&id=1234567";
     let link = signer

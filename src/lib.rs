@@ -8,14 +8,22 @@
 //! clients and proxies mangled, and follows nothing that does not verify.
 //!
 //! ```
-//! use mailtrack::link::{decode, Decoded, LinkTags, MessageId};
+//! use mailtrack::link::{decode, Decoded, LinkTags, MessageId, MessageStamp, SendTime};
 //! use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 //!
 //! let signer = fixed_signer();
-//! let id = MessageId::new("msg-1").unwrap();
-//! let link = signer.click_url("https://example.com/?a=1&b=2", &id, &LinkTags::new()).unwrap();
+//! let message = MessageStamp::new(
+//!     MessageId::new("msg-1").unwrap(),
+//!     SendTime::now(),
+//!     LinkTags::parse("campaign:spring").unwrap(),
+//! );
+//! let link = signer.click_url("https://example.com/?a=1&b=2", &message, &LinkTags::new()).unwrap();
 //! match decode(request_target(&link), &fixed_ring()) {
-//!     Decoded::Verified(link) => assert_eq!(link.target, "https://example.com/?a=1&b=2"),
+//!     Decoded::Verified(link) => {
+//!         assert_eq!(link.target, "https://example.com/?a=1&b=2");
+//!         assert_eq!(link.send_time, message.send_time());
+//!         assert_eq!(&link.message_tags, message.tags());
+//!     }
 //!     other => panic!("{other:?}"),
 //! }
 //! ```
@@ -23,8 +31,8 @@
 //! # Layout
 //!
 //! - [`config`]: the configuration file, its defaults and their reasons, validation.
-//! - [`link`]: the link contract: message ids, tags, targets, the key ring, signing, and the
-//!   tolerant decoder with its repairs.
+//! - [`link`]: the link contract (versions 1 and 2): message ids, send times, tags, targets,
+//!   the key ring, signing, and the tolerant decoder with its repairs.
 //! - [`server`]: `mailtrack serve`: accept loop, TLS with SNI, routes, client addresses,
 //!   timeouts and limits (the per-client connection cap among them), metrics, the admin
 //!   listener for operators, graceful drain.
@@ -48,4 +56,4 @@ pub mod server;
 pub mod testing;
 
 pub use config::{Config, ConfigError};
-pub use link::{decode, Decoded, KeyRing, LinkSigner, LinkTags, MessageId};
+pub use link::{decode, Decoded, KeyRing, LinkSigner, LinkTags, MessageId, MessageStamp, SendTime};

@@ -9,7 +9,10 @@ use url::Url;
 
 use crate::link::decode::{decode_counting, DecodeWork};
 use crate::link::repair::MAX_CANDIDATES;
-use crate::link::{decode, Decoded, KeyRing, LinkSigner, LinkTags, MessageId, MAX_REQUEST_TARGET};
+use crate::link::{
+    decode, Decoded, KeyRing, LinkSigner, LinkTags, MessageId, MessageStamp, SendTime,
+    MAX_REQUEST_TARGET,
+};
 
 /// A fixed ring: key 1 retired, key 2 active and signing, key 3 revoked.
 pub fn fixed_ring() -> KeyRing {
@@ -39,6 +42,24 @@ pub fn fixed_ring_toml() -> String {
 pub fn fixed_signer() -> LinkSigner {
     let base = Url::parse("https://track.example.com").expect("a valid base URL");
     LinkSigner::new(&base, Arc::new(fixed_ring())).expect("a plain origin")
+}
+
+/// The send time the tests sign with: 2026-12-02T16:00:00Z, `tpfds0` in base 36.
+pub const FIXED_SEND_TIME: u64 = 1_796_227_200;
+
+/// A version 2 stamp for `message_id`, sent at [`FIXED_SEND_TIME`], with the message tags
+/// `message_tags` (`k:v;k2:v2`).
+pub fn stamp_v2(message_id: &str, message_tags: &str) -> MessageStamp {
+    MessageStamp::new(
+        MessageId::new(message_id).expect("a valid message id"),
+        SendTime::from_unix_seconds(FIXED_SEND_TIME).expect("a valid send time"),
+        LinkTags::parse(message_tags).expect("valid message tags"),
+    )
+}
+
+/// A version 1 stamp for `message_id`: links as they were signed before version 2.
+pub fn stamp_v1(message_id: &str) -> MessageStamp {
+    MessageStamp::version_1(MessageId::new(message_id).expect("a valid message id"))
 }
 
 /// The request-target of a full link: everything after the origin.
@@ -153,8 +174,9 @@ fn browser_request(path: &str) -> String {
 ///
 /// The first byte picks a mode. Mode 0 decodes the rest as a request-target: no panic, work
 /// within the bound, and anything verified is a target we would have signed. Other modes read
-/// the rest as a URL, sign it, mangle it, and decode it: whatever verifies is exactly what was
-/// signed, and an untouched link always verifies.
+/// the rest as a URL, sign it in version 1 (mode 1) or 2 (modes 2 and 3, with message tags in
+/// 3), mangle it, and decode it: whatever verifies is exactly what was signed, and an
+/// untouched link always verifies. The message's pixel, mangled the same way, too.
 pub fn check_decoder(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -164,7 +186,13 @@ pub fn check_decoder(data: &[u8]) {
         check_decode_is_bounded(&text, &shared().1);
     } else {
         let mangling = Mangling::ALL[usize::from(mode / 4) % Mangling::ALL.len()];
-        check_round_trip(&text, mangling);
+        let stamp = match mode % 4 {
+            1 => stamp_v1("fuzz-0001"),
+            2 => stamp_v2("fuzz-0001", ""),
+            _ => stamp_v2("fuzz-0001", "campaign:fuzz;list:news"),
+        };
+        check_round_trip(&text, &stamp, mangling);
+        check_open_round_trip(&stamp, mangling);
     }
 }
 
@@ -191,11 +219,10 @@ fn check_decode_is_bounded(request_target: &str, ring: &KeyRing) {
     }
 }
 
-fn check_round_trip(url: &str, mangling: Mangling) {
+fn check_round_trip(url: &str, stamp: &MessageStamp, mangling: Mangling) {
     let (signer, ring) = shared();
-    let message_id = MessageId::new("fuzz-0001").expect("a valid id");
     let tags = LinkTags::parse("campaign:fuzz;variant:a").expect("valid tags");
-    let Ok(link) = signer.click_url(url, &message_id, &tags) else {
+    let Ok(link) = signer.click_url(url, stamp, &tags) else {
         return;
     };
     let signed_target = crate::link::target::normalize(url).expect("signing normalised it");
@@ -207,7 +234,7 @@ fn check_round_trip(url: &str, mangling: Mangling) {
     match decode(&mangled, ring) {
         Decoded::Verified(verified) => {
             assert_eq!(verified.target, signed_target, "{mangling:?}: {mangled}");
-            assert_eq!(verified.message_id, message_id);
+            assert_stamped(&verified, stamp);
             assert_eq!(verified.tags, tags);
         }
         other => assert!(
@@ -215,6 +242,30 @@ fn check_round_trip(url: &str, mangling: Mangling) {
             "an untouched link must verify: {original} gave {other:?}"
         ),
     }
+}
+
+/// The pixel of `stamp`'s message, mangled: it verifies to the stamp whenever it verifies,
+/// and always when untouched or only given trailing junk (a pixel has no target to mangle).
+fn check_open_round_trip(stamp: &MessageStamp, mangling: Mangling) {
+    let (signer, ring) = shared();
+    let link = signer.open_url(stamp);
+    let mangled = mangling.apply(request_target(&link));
+    match decode(&mangled, ring) {
+        Decoded::Verified(verified) => {
+            assert_eq!(verified.kind, crate::link::LinkKind::Open);
+            assert_stamped(&verified, stamp);
+            assert!(verified.tags.is_empty() && verified.target.is_empty());
+        }
+        other => panic!("{mangling:?}: the pixel {mangled} gave {other:?}"),
+    }
+}
+
+/// The verified link carries exactly `stamp`'s message id, send time and message tags.
+fn assert_stamped(verified: &crate::link::VerifiedLink, stamp: &MessageStamp) {
+    assert_eq!(&verified.message_id, stamp.id());
+    assert_eq!(verified.send_time, stamp.send_time());
+    assert_eq!(&verified.message_tags, stamp.tags());
+    assert_eq!(verified.version(), stamp.version());
 }
 
 /// The rewriter's fuzz property, over arbitrary bytes as HTML.
@@ -261,6 +312,10 @@ fn rewriter_options(mode: u8) -> crate::rewrite::RewriteOptions {
     static SIGNER: std::sync::OnceLock<LinkSigner> = std::sync::OnceLock::new();
     let signer = SIGNER.get_or_init(fixed_signer).clone();
     let mut options = RewriteOptions::new(signer, MessageId::new("fuzz-0001").expect("valid"));
+    options.send_time = SendTime::from_unix_seconds(FIXED_SEND_TIME).expect("a valid time");
+    if mode & 0x10 == 0x10 {
+        options.message_tags = LinkTags::parse("campaign:fuzz").expect("valid tags");
+    }
     if mode & 1 == 1 {
         options.url_syntax = UrlSyntax::Browser;
     }
@@ -299,7 +354,7 @@ fn check_rewritten(
         match decode(request_target(&link.tracked_url), ring) {
             Decoded::Verified(verified) => {
                 assert_eq!(verified.target, link.target);
-                assert_eq!(verified.message_id, options.message_id);
+                assert_stamped(&verified, &options.stamp());
                 assert_eq!(verified.tags, link.tags);
             }
             other => panic!("{} did not verify: {other:?}", link.tracked_url),
@@ -307,7 +362,7 @@ fn check_rewritten(
         let href = format!("\"{}\"", htmlize::escape_attribute(&link.tracked_url));
         assert!(output.contains(&href), "{href} is not in the output");
     }
-    let open_url = options.signer.open_url(&options.message_id);
+    let open_url = options.signer.open_url(&options.stamp());
     let before = String::from_utf8_lossy(input).matches(&open_url).count();
     assert_eq!(output.matches(&open_url).count(), before + 1, "one pixel");
 }

@@ -24,7 +24,7 @@ fn lines(path: &std::path::Path) -> Vec<Value> {
 
 /// An event made the way `serve` makes it: from a signed link that verified.
 fn real_click(message_id: &str) -> Event {
-    let id = MessageId::new(message_id).unwrap();
+    let id = mailtrack::testing::stamp_v2(message_id, "list:news");
     let tags = LinkTags::parse("campaign:fall;lang:en").unwrap();
     let url = fixed_signer()
         .click_url("https://example.com/a?b=c", &id, &tags)

@@ -467,7 +467,7 @@ fn tagged_click(id: &str, tags: &[(&str, &str)]) -> String {
     for (key, value) in tags {
         link_tags.push(key, value).unwrap();
     }
-    let message = MessageId::new(id).unwrap();
+    let message = mailtrack::testing::stamp_v2(id, "");
     let link = fixed_signer()
         .click_url("https://example.com/landing", &message, &link_tags)
         .unwrap();

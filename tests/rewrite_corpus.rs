@@ -89,7 +89,7 @@ fn count_placeholders(html: &str) -> [usize; 4] {
 #[test]
 fn every_corpus_email_is_rewritten_losslessly() {
     let options = options();
-    let pixel = pixel_html(&options.signer.open_url(&options.message_id));
+    let pixel = pixel_html(&options.signer.open_url(&options.stamp()));
     let ring = fixed_ring();
     let mut total_tracked = 0;
     for path in corpus() {

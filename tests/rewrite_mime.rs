@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use mailtrack::link::MessageId;
+use mailtrack::link::{LinkTags, MessageId, SendTime};
 use mailtrack::rewrite::mime::{rewrite_mime, MimeError, PartOutcome, RewrittenMime};
 use mailtrack::rewrite::{rewrite_str, PixelPlacement, RewriteOptions};
 
@@ -37,11 +37,15 @@ fn read(name: &str) -> Vec<u8> {
     std::fs::read(corpus_dir().join(name)).unwrap()
 }
 
+/// Options with a fixed send time and message tags, so that two rewrites are the same.
 fn options() -> RewriteOptions {
-    RewriteOptions::new(
+    let mut options = RewriteOptions::new(
         mailtrack::testing::fixed_signer(),
         MessageId::new("m-2026-12-02.1").unwrap(),
-    )
+    );
+    options.send_time = SendTime::parse("2026-12-02T09:00:00Z").unwrap();
+    options.message_tags = LinkTags::parse("campaign:spring").unwrap();
+    options
 }
 
 /// An HTML part as `mailparse` finds it.

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use mailtrack::link::{LinkTags, MessageId};
+use mailtrack::link::{LinkTags, MessageId, MessageStamp, SendTime};
 use mailtrack::rewrite::mime::rewrite_mime;
 use mailtrack::rewrite::{rewrite_str, RewriteOptions};
 use mailtrack::Config;
@@ -114,8 +114,16 @@ print(json.dumps(out))
     answers
 }
 
+/// The send time and message tags every request here gives.
+const SEND_TIME: &str = "2026-12-02T09:00:00Z";
+const MESSAGE_TAGS: &str = "campaign:spring;list:news";
+
+/// The library's options for what the requests here give.
 fn options(config: &Config, id: &str) -> RewriteOptions {
-    RewriteOptions::from_config(config, MessageId::new(id).unwrap()).unwrap()
+    let mut options = RewriteOptions::from_config(config, MessageId::new(id).unwrap()).unwrap();
+    options.send_time = SendTime::parse(SEND_TIME).unwrap();
+    options.message_tags = LinkTags::parse(MESSAGE_TAGS).unwrap();
+    options
 }
 
 #[test]
@@ -129,7 +137,9 @@ fn curl_and_python_get_what_the_library_makes() {
     let expected_html = rewrite_str(&newsletter, &options(&config, "news-1")).unwrap();
 
     // curl, HTML.
-    let request = json!({ "message_id": "news-1", "html": newsletter });
+    let request = json!({
+        "message_id": "news-1", "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS, "html": newsletter,
+    });
     let (status, body) = curl(
         &format!("{admin}/v1/rewrite/html"),
         Some(TOKEN),
@@ -168,10 +178,10 @@ fn curl_and_python_get_what_the_library_makes() {
     let nested = corpus("mime/nested.eml");
     let expected_nested = rewrite_mime(&nested, &options(&config, "n-1")).unwrap();
     let calls = json!([
-        ["/v1/rewrite/html", TOKEN, { "message_id": "news-1", "html": newsletter }],
-        ["/v1/rewrite/mime", TOKEN, { "message_id": "n-1", "message_base64": STANDARD.encode(&nested) }],
-        ["/v1/links/click", TOKEN, { "message_id": "c-1", "url": "https://example.com/a b?x=1", "tags": "campaign:spring" }],
-        ["/v1/links/open", TOKEN, { "message_id": "c-1" }],
+        ["/v1/rewrite/html", TOKEN, { "message_id": "news-1", "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS, "html": newsletter }],
+        ["/v1/rewrite/mime", TOKEN, { "message_id": "n-1", "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS, "message_base64": STANDARD.encode(&nested) }],
+        ["/v1/links/click", TOKEN, { "message_id": "c-1", "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS, "url": "https://example.com/a b?x=1", "tags": "campaign:spring" }],
+        ["/v1/links/open", TOKEN, { "message_id": "c-1", "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS }],
     ]);
     let answers = python(&admin, &calls);
     assert_eq!(
@@ -244,7 +254,8 @@ fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
         ["/v1/rewrite/html", TOKEN, { "message_id": "m-1", "htlm": "" }],
         ["/v1/links/click", TOKEN, { "message_id": "m-1", "url": "mailto:a@b.example" }],
         ["/v1/links/click", TOKEN, { "message_id": "m-1", "url": "https://a.example/", "tags": "nocolon" }],
-        ["/v1/links/open", TOKEN, { "message_id": "m-1", "send_time": "2026-12-02T09:00:00Z" }],
+        ["/v1/links/open", TOKEN, { "message_id": "m-1", "send_time": "yesterday" }],
+        ["/v1/links/open", TOKEN, { "message_id": "m-1", "message_tags": "a:b;c" }],
     ]);
     let answers = python(&admin, &calls);
     let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
@@ -275,5 +286,6 @@ fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
         errors[6]
     );
     assert!(errors[7].starts_with("tags \"nocolon\": "), "{}", errors[7]);
-    assert!(errors[8].starts_with("send_time: "), "{}", errors[8]);
+    assert!(errors[8].starts_with("send_time \"yesterday\": "), "{}", errors[8]);
+    assert!(errors[9].starts_with("message_tags \"a:b;c\": "), "{}", errors[9]);
 }

@@ -79,7 +79,7 @@ async fn chromium_lands_on_the_original_url() {
 
     let base = Url::parse(&format!("http://{}", server.http.unwrap())).unwrap();
     let signer = LinkSigner::new(&base, Arc::new(fixed_ring())).unwrap();
-    let id = MessageId::new("browser-1").unwrap();
+    let id = mailtrack::testing::stamp_v2("browser-1", "campaign:browser");
     let tracked = signer.click_url(&original, &id, &LinkTags::new()).unwrap();
     *page.lock().unwrap() = format!(
         "<!DOCTYPE html><title>mail</title><a id=link href=\"{}\">go</a>\

@@ -272,3 +272,56 @@ async fn raw_targets_are_not_decoded_and_odd_bytes_never_fail() {
     }
     server.stop().await;
 }
+
+/// Version 2 links carry the send time and the message tags: serve puts them in the event's
+/// `mail`, as SES has them. A version 1 link, from mail sent before, still redirects, and its
+/// event has neither.
+#[tokio::test]
+async fn version_2_events_carry_the_send_time_and_the_message_tags() {
+    use mailtrack::link::LinkTags;
+    use mailtrack::testing::{fixed_signer, request_target, stamp_v1, stamp_v2};
+
+    let mut server = TestServer::start(config("")).await;
+    let addr = server.http.unwrap();
+    let stamp = stamp_v2("msg-v2", "campaign:spring;list:news;campaign:sale");
+    let link_tags = LinkTags::parse("pos:top").unwrap();
+    let signer = fixed_signer();
+    let click = signer.click_url(DESTINATION, &stamp, &link_tags).unwrap();
+    let open = signer.open_url(&stamp);
+    let expected_tags = serde_json::json!({"campaign": ["spring", "sale"], "list": ["news"]});
+    for proto in PROTOS {
+        for (target, status) in [(request_target(&click), 302), (request_target(&open), 200)] {
+            let reply = send(addr, None, proto, "GET", target, &[]).await;
+            assert_eq!(reply.status, status, "{proto:?} {target}");
+            let event = server.next_event().await;
+            assert_eq!(event.mail.message_id, "msg-v2");
+            assert_eq!(
+                event.mail.timestamp.as_deref(),
+                Some("2026-12-02T16:00:00.000Z")
+            );
+            let tags = serde_json::to_value(event.mail.tags.as_ref().unwrap()).unwrap();
+            assert_eq!(tags, expected_tags, "{target}");
+            if let Some(click) = event.click {
+                assert_eq!(click.link, expected_location());
+                assert_eq!(click.link_tags, link_tags.to_map());
+            }
+        }
+
+        let v1 = signer
+            .click_url(DESTINATION, &stamp_v1("msg-v1"), &LinkTags::new())
+            .unwrap();
+        let reply = send(addr, None, proto, "GET", request_target(&v1), &[]).await;
+        assert_eq!(reply.status, 302);
+        assert_eq!(reply.header("location").unwrap(), expected_location());
+        let event = server.next_event().await;
+        assert_eq!(event.mail.message_id, "msg-v1");
+        assert_eq!((event.mail.timestamp, event.mail.tags), (None, None));
+
+        // A tampered send time never redirects and records nothing.
+        let tampered = request_target(&click).replace("~tpfds0~", "~tpfds1~");
+        let reply = send(addr, None, proto, "GET", &tampered, &[]).await;
+        assert_ne!(reply.status, 302, "{tampered}");
+        assert!(!server.has_event());
+    }
+    server.stop().await;
+}

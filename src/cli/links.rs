@@ -7,7 +7,7 @@ use serde_json::json;
 use mailtrack::link::{decode as decode_link, key_ring, Decoded, MessageId};
 use mailtrack::Config;
 
-use super::{parse_message_id, parse_tags, Failure, EXIT_NOT_VERIFIED};
+use super::{parse_tags, Failure, StampArgs, EXIT_NOT_VERIFIED};
 
 /// Prints a new `[[key]]` table.
 pub(super) fn keygen(id: u32) -> Result<(), Failure> {
@@ -20,24 +20,25 @@ pub(super) fn keygen(id: u32) -> Result<(), Failure> {
 /// Prints the tracked click link for `url`.
 pub(super) fn sign(
     config: &Config,
-    message_id: &str,
+    stamp: &StampArgs,
     tags: &[String],
     url: &str,
 ) -> Result<(), Failure> {
-    let signer = config.signer()?;
-    let message_id = parse_message_id(message_id)?;
+    let stamp = stamp.stamp()?;
     let tags = parse_tags(tags)?;
+    let signer = config.signer()?;
     let link = signer
-        .click_url(url, &message_id, &tags)
+        .click_url(url, &stamp, &tags)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     println!("{link}");
     Ok(())
 }
 
 /// Prints the open pixel's URL.
-pub(super) fn pixel(config: &Config, message_id: &str) -> Result<(), Failure> {
+pub(super) fn pixel(config: &Config, stamp: &StampArgs) -> Result<(), Failure> {
+    let stamp = stamp.stamp()?;
     let signer = config.signer()?;
-    println!("{}", signer.open_url(&parse_message_id(message_id)?));
+    println!("{}", signer.open_url(&stamp));
     Ok(())
 }
 
@@ -60,6 +61,9 @@ fn decoded_json(decoded: &Decoded) -> serde_json::Value {
             "kind": link.kind.as_str(),
             "target": (link.kind == mailtrack::link::LinkKind::Click).then_some(&link.target),
             "message_id": link.message_id.as_str(),
+            "version": link.version(),
+            "send_time": link.send_time.map(|t| t.to_string()),
+            "message_tags": link.message_tags.to_map(),
             "tags": link.tags.to_map(),
             "key_id": link.key_id,
             "repair": link.repair_label(),

@@ -2,6 +2,8 @@
 //!
 //! - [`links`]: `keygen`, `sign`, `pixel`, `decode`.
 //! - [`rewrite`]: the `rewrite` command.
+//! - [`stamp`]: `--message-id`, `--send-time` and `--message-tag`, for `sign`, `pixel` and
+//!   `rewrite`.
 //! - [`serve`]: the `serve` command.
 //! - [`events`]: `events tail`, `events replay`.
 //! - [`notify`]: the `notify` command, delivering events to subscribers, with `notify test`
@@ -24,8 +26,10 @@ mod links;
 mod notify;
 mod rewrite;
 mod serve;
+mod stamp;
 
 use events::EventsCommand;
+use stamp::StampArgs;
 
 /// Exit code for a configuration error (sysexits' EX_USAGE): nothing was started.
 const EXIT_CONFIG: u8 = 64;
@@ -58,9 +62,8 @@ enum Command {
     },
     /// Print the tracked click link for URL.
     Sign {
-        /// The message the link is sent in.
-        #[arg(long, value_name = "ID")]
-        message_id: String,
+        #[command(flatten)]
+        stamp: StampArgs,
         /// A link tag, KEY:VALUE; repeat for more.
         #[arg(long = "tag", value_name = "KEY:VALUE")]
         tags: Vec<String>,
@@ -69,17 +72,15 @@ enum Command {
     },
     /// Print the open pixel's URL for a message.
     Pixel {
-        /// The message the pixel is sent in.
-        #[arg(long, value_name = "ID")]
-        message_id: String,
+        #[command(flatten)]
+        stamp: StampArgs,
     },
     /// Rewrite an HTML message (or, with --mime, a whole MIME message) from standard input
     /// for tracking, to standard output. Untracked links are listed in the report, each with
     /// its reason.
     Rewrite {
-        /// The message the links are sent in.
-        #[arg(long, value_name = "ID")]
-        message_id: String,
+        #[command(flatten)]
+        stamp: StampArgs,
         /// Write the report (tracked and skipped links) to FILE as JSON.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
@@ -161,14 +162,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = || load_config(cli.config.as_deref());
     match cli.command {
         Command::Keygen { id } => links::keygen(id)?,
-        Command::Sign {
-            message_id,
-            tags,
-            url,
-        } => links::sign(&config()?, &message_id, &tags, &url)?,
-        Command::Pixel { message_id } => links::pixel(&config()?, &message_id)?,
+        Command::Sign { stamp, tags, url } => links::sign(&config()?, &stamp, &tags, &url)?,
+        Command::Pixel { stamp } => links::pixel(&config()?, &stamp)?,
         Command::Rewrite {
-            message_id,
+            stamp,
             report,
             pixel_at_top,
             browser_urls,
@@ -179,7 +176,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 browser_urls,
                 mime,
             };
-            rewrite::run(&config()?, &message_id, report.as_deref(), flags)?;
+            rewrite::run(&config()?, &stamp, report.as_deref(), flags)?;
         }
         Command::Decode { request_target } => {
             return links::decode(&config()?, &request_target);

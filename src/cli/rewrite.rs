@@ -4,11 +4,12 @@
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
+use mailtrack::link::SendTime;
 use mailtrack::rewrite::mime::{rewrite_mime, PartOutcome};
 use mailtrack::rewrite::{rewrite_bytes, PixelPlacement, RewriteOptions, UrlSyntax};
 use mailtrack::Config;
 
-use super::{parse_message_id, Failure};
+use super::{Failure, StampArgs};
 
 /// The command's switches.
 #[derive(Debug, Clone, Copy)]
@@ -21,15 +22,17 @@ pub(super) struct Flags {
     pub(super) mime: bool,
 }
 
-/// Rewrites standard input for `message_id`, writing the report to `report` if given.
+/// Rewrites standard input for the message `stamp` names, writing the report to `report` if given.
 pub(super) fn run(
     config: &Config,
-    message_id: &str,
+    stamp: &StampArgs,
     report: Option<&Path>,
     flags: Flags,
 ) -> Result<(), Failure> {
-    let message_id = parse_message_id(message_id)?;
-    let mut options = RewriteOptions::from_config(config, message_id)?;
+    let stamp = stamp.stamp()?;
+    let mut options = RewriteOptions::from_config(config, stamp.id().clone())?;
+    options.send_time = stamp.send_time().unwrap_or_else(SendTime::now);
+    options.message_tags = stamp.tags().clone();
     if flags.pixel_at_top {
         options.pixel = PixelPlacement::BodyStart;
     }

@@ -3,7 +3,7 @@
 //!
 //! ```json
 //! {"eventType":"Click",
-//!  "mail":{"messageId":"msg-1"},
+//!  "mail":{"messageId":"msg-1","timestamp":"2026-11-23T04:00:00.000Z","tags":{"campaign":["spring"]}},
 //!  "click":{"ipAddress":"192.0.2.1","timestamp":"2026-11-23T04:19:05.123Z",
 //!           "userAgent":"Mozilla/5.0 …","link":"https://example.com/","linkTags":{"k":["v"]}},
 //!  "mailtrack":{"eventId":"019a…","trackingDomain":"track.example.com","method":"GET",
@@ -49,12 +49,21 @@ pub enum EventType {
     Click,
 }
 
-/// SES's `mail` object, of which only the message id is known to the proxy.
+/// SES's `mail` object, of what the link carries: the message id, and from version 2 links
+/// the send time and the message tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Mail {
     /// The message id signed into the link.
     pub message_id: String,
+    /// When the message was sent, as signed into a version 2 link: RFC 3339, UTC,
+    /// milliseconds (always `.000`: links carry whole seconds), `Z`. Absent for version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// The message's tags, as signed into a version 2 link; SES writes each value as an
+    /// array. Absent for version 1, which does not carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// SES's `open` object.
@@ -233,7 +242,21 @@ fn write_event(
     // A message id is `[A-Za-z0-9._-]`: nothing to escape.
     out.push(b'"');
     out.extend_from_slice(link.message_id.as_str().as_bytes());
-    out.extend_from_slice(b"\"}");
+    out.push(b'"');
+    if let Some(send_time) = link.send_time {
+        out.extend_from_slice(br#","timestamp":""#);
+        // Not through `stamp::write_timestamp`, whose one-second cache holds the time the
+        // request arrived, written just after: a send time would evict it on every click.
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{}",
+            humantime::format_rfc3339_millis(send_time.to_system_time())
+        );
+        out.extend_from_slice(br#"","tags":"#);
+        write_tags(out, &link.message_tags);
+    }
+    out.push(b'}');
     out.extend_from_slice(object.as_bytes());
     write_ip(out, facts.client_ip);
     out.extend_from_slice(br#"","timestamp":""#);
@@ -333,8 +356,8 @@ fn write_tags(out: &mut Vec<u8>, tags: &LinkTags) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::{decode, Decoded, MessageId};
-    use crate::testing::{fixed_ring, fixed_signer, request_target};
+    use crate::link::{decode, Decoded};
+    use crate::testing::{fixed_ring, fixed_signer, request_target, stamp_v1, stamp_v2};
 
     fn verified(link: &str) -> VerifiedLink {
         match decode(request_target(link), &fixed_ring()) {
@@ -355,7 +378,7 @@ mod tests {
 
     #[test]
     fn click_has_the_ses_shape() {
-        let id = MessageId::new("msg-1").unwrap();
+        let id = stamp_v2("msg-1", "list:news;campaign:spring");
         let tags = LinkTags::parse("campaign:fall").unwrap();
         let url = fixed_signer()
             .click_url("https://example.com/a?b=c", &id, &tags)
@@ -364,6 +387,11 @@ mod tests {
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["eventType"], "Click");
         assert_eq!(json["mail"]["messageId"], "msg-1");
+        assert_eq!(json["mail"]["timestamp"], "2026-12-02T16:00:00.000Z");
+        assert_eq!(
+            json["mail"]["tags"],
+            serde_json::json!({"campaign": ["spring"], "list": ["news"]})
+        );
         assert_eq!(json["click"]["link"], "https://example.com/a?b=c");
         assert_eq!(json["click"]["linkTags"]["campaign"][0], "fall");
         assert_eq!(json["click"]["timestamp"], "2023-11-14T22:13:20.123Z");
@@ -376,20 +404,43 @@ mod tests {
 
     #[test]
     fn open_has_the_ses_shape_and_ids_sort_by_time() {
-        let id = MessageId::new("msg-2").unwrap();
+        let id = stamp_v2("msg-2", "campaign:spring");
         let url = fixed_signer().open_url(&id);
         let first = Event::new(&verified(&url), &facts());
         let second = Event::new(&verified(&url), &facts());
         let json = serde_json::to_value(&first).unwrap();
         assert_eq!(json["eventType"], "Open");
         assert_eq!(json["open"]["userAgent"], "Mozilla/5.0");
+        assert_eq!(json["mail"]["timestamp"], "2026-12-02T16:00:00.000Z");
+        assert_eq!(json["mail"]["tags"]["campaign"][0], "spring");
         assert!(json.get("click").is_none());
         assert!(first.mailtrack.event_id < second.mailtrack.event_id);
     }
 
     #[test]
+    fn version_1_events_have_only_the_message_id_in_mail() {
+        let id = stamp_v1("msg-1");
+        let url = fixed_signer()
+            .click_url("https://example.com/", &id, &LinkTags::new())
+            .unwrap();
+        for url in [url, fixed_signer().open_url(&id)] {
+            let encoded = EncodedEvent::new(&verified(&url), &facts());
+            let json: serde_json::Value = serde_json::from_slice(encoded.json()).unwrap();
+            assert_eq!(
+                json["mail"],
+                serde_json::json!({"messageId": "msg-1"}),
+                "{url}"
+            );
+            assert_eq!(
+                serde_json::to_vec(&encoded.to_event()).unwrap(),
+                encoded.json()
+            );
+        }
+    }
+
+    #[test]
     fn encoded_and_owned_events_agree() {
-        let id = MessageId::new("msg-3").unwrap();
+        let id = stamp_v2("msg-3", "list:b;list:a;campaign:fall");
         // Repeated and unsorted keys, and a user agent that needs escaping.
         let tags = LinkTags::parse("lang:en;campaign:fall;lang:fr").unwrap();
         let url = fixed_signer()

@@ -233,7 +233,7 @@ mod tests {
     use crate::testing::{fixed_ring, fixed_signer, request_target};
 
     fn event() -> Event {
-        let url = fixed_signer().open_url(&MessageId::new("m").unwrap());
+        let url = fixed_signer().open_url(&crate::testing::stamp_v2("m", ""));
         let Decoded::Verified(link) = decode(request_target(&url), &fixed_ring()) else {
             panic!("the fixed signer's link verifies");
         };

@@ -14,6 +14,8 @@ pub fn sample_event(message_id: &str) -> Event {
         event_type: EventType::Open,
         mail: Mail {
             message_id: message_id.to_owned(),
+            timestamp: None,
+            tags: None,
         },
         open: Some(Open {
             ip_address: "192.0.2.1".to_owned(),
@@ -33,6 +35,8 @@ pub fn sample_click(message_id: &str) -> Event {
         event_type: EventType::Click,
         mail: Mail {
             message_id: message_id.to_owned(),
+            timestamp: None,
+            tags: None,
         },
         open: None,
         click: Some(Click {

@@ -2,8 +2,9 @@
 //! destination, or a refusal.
 //!
 //! 1. Strip the route prefix and any punctuation a client glued on at the end.
-//! 2. Peel `={kid}`, the MAC, the message id and the version segment (with its tags) off the
-//!    right. What is left is the target, in an unknown state.
+//! 2. Peel `={kid}`, the MAC, the message id and the version segment (with its send time and
+//!    tags) off the right. What is left is the target, in an unknown state. An open has a
+//!    version segment only from version 2 on.
 //! 3. Try the bounded list of [repairs](super::repair) and follow the first candidate whose
 //!    MAC verifies.
 //!
@@ -17,10 +18,11 @@ use percent_encoding::percent_decode_str;
 
 use super::key_ring::{KeyId, KeyRing, KeyState};
 use super::repair::{try_candidates, Repair};
+use super::send_time::SendTime;
 use super::signature::{decode_mac, MacPrefix, SignedFields, MAC_BYTES};
 use super::tags::{is_canonical_number, LinkTags};
-use super::target;
-use super::{LinkKind, MessageId, FORMAT_VERSION, MAX_REQUEST_TARGET};
+use super::{target, version};
+use super::{LinkKind, MessageId, MAX_REQUEST_TARGET};
 
 /// What the decoder made of a request-target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +44,11 @@ pub struct VerifiedLink {
     pub target: String,
     /// The message the link was sent in.
     pub message_id: MessageId,
-    /// The link's tags.
+    /// When the message was sent; `None` for a version 1 link, which does not say.
+    pub send_time: Option<SendTime>,
+    /// The message's tags (SES's `mail.tags`); empty for a version 1 link.
+    pub message_tags: LinkTags,
+    /// The link's tags (SES's `click.linkTags`); always empty for an open.
     pub tags: LinkTags,
     /// The key that verified it.
     pub key_id: KeyId,
@@ -53,6 +59,14 @@ pub struct VerifiedLink {
 }
 
 impl VerifiedLink {
+    /// The format version the link was written in: 1 or 2.
+    pub fn version(&self) -> u32 {
+        match self.send_time {
+            None => 1,
+            Some(_) => 2,
+        }
+    }
+
     /// The repair label for metrics and events, including the stripping of trailing junk.
     pub fn repair_label(&self) -> &'static str {
         if self.trimmed_tail {
@@ -208,6 +222,8 @@ pub fn decode_counting(request_target: &str, ring: &KeyRing, work: &mut DecodeWo
         &SignedFields {
             kind,
             message_id: tail.message_id.as_str(),
+            send_time: tail.send_time,
+            message_tags: &tail.message_tags,
             tags: &tail.tags,
         },
     );
@@ -239,6 +255,8 @@ pub fn decode_counting(request_target: &str, ring: &KeyRing, work: &mut DecodeWo
             // could_be_signed: printable ASCII, so always UTF-8.
             target: String::from_utf8(target.into_owned()).expect("printable ASCII is UTF-8"),
             message_id: tail.message_id,
+            send_time: tail.send_time,
+            message_tags: tail.message_tags,
             tags: tail.tags,
             key_id: tail.key_id,
             repair,
@@ -337,6 +355,8 @@ enum TailError {
 /// The fields peeled off the right of a link.
 struct Tail {
     message_id: MessageId,
+    send_time: Option<SendTime>,
+    message_tags: LinkTags,
     tags: LinkTags,
     mac: [u8; MAC_BYTES],
     key_id: KeyId,
@@ -356,7 +376,11 @@ impl Tail {
                     Some((received_target, message_id, Some(version)))
                 })
             }
-            LinkKind::Open => Some(("", before_signature, None)),
+            // `{message_id}` in version 1, `{version segment}/{message_id}` from version 2.
+            LinkKind::Open => match rsplit_at_ascii(before_signature, b'/') {
+                Some((version, message_id)) => Some(("", message_id, Some(version))),
+                None => Some(("", before_signature, None)),
+            },
         };
         // One look for a `%` over the whole tail, rather than one per segment: there usually is
         // none, and then every segment reads as it is.
@@ -378,17 +402,29 @@ impl Tail {
         // From here on the link claims a signature: whatever does not read is malformed.
         let malformed = TailError::Malformed;
         let (received_target, message_id, version) = segments.ok_or(malformed)?;
-        let tags = match version {
+        let segment = match version {
             Some(version) => {
                 let version = read(version).ok_or(malformed)?;
-                LinkTags::read_version_segment(&version, FORMAT_VERSION).ok_or(malformed)?
+                let segment = version::read(&version).ok_or(malformed)?;
+                // An open's segment is version 2's, and an open has no link tags.
+                let open_ok = segment.send_time.is_some() && segment.link_tags.is_empty();
+                if kind == LinkKind::Open && !open_ok {
+                    return Err(malformed);
+                }
+                segment
             }
-            None => LinkTags::new(),
+            None => version::VersionSegment {
+                send_time: None,
+                message_tags: LinkTags::new(),
+                link_tags: LinkTags::new(),
+            },
         };
         let message_id = read(message_id).ok_or(malformed)?;
         let tail = Tail {
             message_id: MessageId::new(&message_id).map_err(|_| malformed)?,
-            tags,
+            send_time: segment.send_time,
+            message_tags: segment.message_tags,
+            tags: segment.link_tags,
             mac: decode_mac(mac).ok_or(malformed)?,
             key_id,
         };

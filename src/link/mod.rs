@@ -4,20 +4,28 @@
 //! It is never changed in place; a new version is added beside it.
 //!
 //! ```text
-//! click: {base}/CL0/{target}/{version}[~{key}:{value}]*/{message_id}/{mac}={kid}
-//! open:  {base}/CI0/{message_id}/{mac}={kid}
+//! click v2: {base}/CL0/{target}/2~{send time}[~{key}={value}]*[~{key}:{value}]*/{message_id}/{mac}={kid}
+//! open v2:  {base}/CI0/2~{send time}[~{key}={value}]*/{message_id}/{mac}={kid}
+//! click v1: {base}/CL0/{target}/1[~{key}:{value}]*/{message_id}/{mac}={kid}
+//! open v1:  {base}/CI0/{message_id}/{mac}={kid}
 //! ```
 //!
 //! - `target` is the destination exactly as it will appear in `Location`, percent-encoded so
 //!   that only `A–Z a–z 0–9 - . _ ~ : =` stay literal ([`target`]).
-//! - `version` is `1`. Link tags ride in the same segment, so the number of trailing segments
-//!   is fixed and the decoder can parse from the right ([`tags`]).
+//! - The version segment holds the version; in version 2 the send time (base-36 Unix
+//!   seconds) and the message tags (`=`); then the link tags (`:`). The number of trailing
+//!   segments is fixed for each kind and version, so the decoder can parse from the right
+//!   ([`version`], [`tags`], [`send_time`]). The signer writes version 2; version 1 links,
+//!   in mail sent before it, verify forever.
 //! - `mac` is a truncated HMAC-SHA256 in base64url, `kid` the decimal key id ([`signature`]).
 //!
 //! # Layout
 //!
 //! - [`message_id`]: the validated message id.
-//! - [`tags`]: link tags, their parsing from `ses:tags` and their place in the link.
+//! - [`send_time`]: the send time, in whole seconds, and its base-36 form.
+//! - [`tags`]: link and message tags, their parsing from `ses:tags` and their written form.
+//! - [`stamp`]: [`MessageStamp`], what every link of one message carries.
+//! - [`version`]: the version segment, version 1 or 2.
 //! - [`target`]: normalising a destination and encoding it into a path segment.
 //! - [`key_ring`]: the key file: ids, secrets and states.
 //! - [`signature`]: the MAC over the link's fields.
@@ -29,22 +37,28 @@ pub mod decode;
 pub mod key_ring;
 pub mod message_id;
 pub mod repair;
+pub mod send_time;
 pub mod sign;
 pub mod signature;
+pub mod stamp;
 pub mod tags;
 pub mod target;
+pub mod version;
 
 pub use decode::{decode, Decoded, InvalidReason, UnverifiedLink, UnverifiedReason, VerifiedLink};
 pub(crate) use key_ring::describe_toml_error;
 pub use key_ring::{KeyId, KeyRing, KeyRingError, KeyState};
 pub use message_id::{MessageId, MessageIdError};
 pub use repair::Repair;
+pub use send_time::{SendTime, SendTimeError, MAX_SEND_TIME};
 pub use sign::{LinkSigner, SignError};
+pub use stamp::MessageStamp;
 pub use tags::{LinkTags, TagError};
 pub use target::TargetError;
 
-/// The format version written into every link, and covered by its MAC.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version the signer writes (with a send time), covered by every link's MAC.
+/// Version 1 links, without one, are still read and verified.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The longest request-target the decoder looks at, in bytes.
 ///

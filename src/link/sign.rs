@@ -6,12 +6,19 @@ use std::sync::Arc;
 use url::Url;
 
 use super::key_ring::KeyRing;
-use super::signature::{encode_mac, open_fields, MacPrefix, SignedFields};
+use super::signature::{encode_mac, MacPrefix, SignedFields};
+use super::stamp::MessageStamp;
 use super::tags::LinkTags;
 use super::target::{self, TargetError};
-use super::{LinkKind, MessageId, FORMAT_VERSION};
+use super::{version, LinkKind, MessageId};
+
+/// The link tags of a pixel, which has none.
+static NO_TAGS: LinkTags = LinkTags::EMPTY;
 
 /// Writes click and open links for one tracking domain, signed with the ring's active key.
+///
+/// Every link of a message carries its [`MessageStamp`]: the message id and, in version 2,
+/// the send time and the message tags.
 #[derive(Debug, Clone)]
 pub struct LinkSigner {
     /// The tracking domain's origin, `https://track.example.com`, with no trailing slash.
@@ -58,57 +65,61 @@ impl LinkSigner {
         })
     }
 
-    /// The tracked click link for `url`.
+    /// The tracked click link for `url`, with the link's own `tags`.
     ///
     /// `url` is normalised as a browser would before it is signed, so the redirect goes
     /// exactly where the original link went.
     pub fn click_url(
         &self,
         url: &str,
-        message_id: &MessageId,
+        stamp: &MessageStamp,
         tags: &LinkTags,
     ) -> Result<String, SignError> {
         let target = target::normalize(url).map_err(|reason| SignError::Target {
             url: url.to_owned(),
             reason,
         })?;
-        Ok(self.click_url_for_normalized(&target, message_id, tags))
+        Ok(self.click_url_for_normalized(&target, stamp, tags))
     }
 
     /// The tracked click link for a target already normalised by [`target::normalize`].
     pub fn click_url_for_normalized(
         &self,
         target: &str,
-        message_id: &MessageId,
+        stamp: &MessageStamp,
         tags: &LinkTags,
     ) -> String {
         let key = self.ring.signing_key();
-        let fields = SignedFields {
-            kind: LinkKind::Click,
-            message_id: message_id.as_str(),
-            tags,
-        };
+        let fields = SignedFields::new(LinkKind::Click, stamp, tags);
         let mac = MacPrefix::new(key, &fields).mac(target.as_bytes());
 
-        let mut link = String::with_capacity(self.origin.len() + target.len() * 3 / 2 + 80);
+        let mut link = String::with_capacity(self.origin.len() + target.len() * 3 / 2 + 96);
         link.push_str(&self.origin);
         link.push_str(LinkKind::Click.route());
         target::encode_into(target, &mut link);
         link.push('/');
-        tags.write_version_segment(FORMAT_VERSION, &mut link);
+        version::write(stamp, tags, &mut link);
         link.push('/');
-        self.push_tail(&mut link, message_id, &mac, key.id());
+        self.push_tail(&mut link, stamp.id(), &mac, key.id());
         link
     }
 
-    /// The open pixel's URL for `message_id`.
-    pub fn open_url(&self, message_id: &MessageId) -> String {
+    /// The open pixel's URL for the message `stamp` describes.
+    ///
+    /// A version 2 pixel carries the version segment before the message id, without link
+    /// tags; a version 1 pixel has none.
+    pub fn open_url(&self, stamp: &MessageStamp) -> String {
         let key = self.ring.signing_key();
-        let mac = MacPrefix::new(key, &open_fields(message_id)).mac(b"");
-        let mut link = String::with_capacity(self.origin.len() + 64);
+        let fields = SignedFields::new(LinkKind::Open, stamp, &NO_TAGS);
+        let mac = MacPrefix::new(key, &fields).mac(b"");
+        let mut link = String::with_capacity(self.origin.len() + 96);
         link.push_str(&self.origin);
         link.push_str(LinkKind::Open.route());
-        self.push_tail(&mut link, message_id, &mac, key.id());
+        if stamp.version() > 1 {
+            version::write(stamp, &NO_TAGS, &mut link);
+            link.push('/');
+        }
+        self.push_tail(&mut link, stamp.id(), &mac, key.id());
         link
     }
 
@@ -131,6 +142,15 @@ impl LinkSigner {
 pub(crate) mod tests {
     use super::*;
     use crate::link::key_ring::tests::test_ring;
+    use crate::link::SendTime;
+
+    fn v2(id: &str, message_tags: &str) -> MessageStamp {
+        MessageStamp::new(
+            MessageId::new(id).unwrap(),
+            SendTime::from_unix_seconds(1_796_227_200).unwrap(),
+            LinkTags::parse(message_tags).unwrap(),
+        )
+    }
 
     pub(crate) fn test_signer() -> LinkSigner {
         let base = Url::parse("https://track.example.com").unwrap();
@@ -140,26 +160,66 @@ pub(crate) mod tests {
     #[test]
     fn click_link_has_the_contract_layout() {
         let signer = test_signer();
-        let id = MessageId::new("msg-1").unwrap();
-        let link = signer
-            .click_url("https://a.example/p?q=1&r=2#top", &id, &LinkTags::new())
-            .unwrap();
-        let rest = link
-            .strip_prefix("https://track.example.com/CL0/https:%2F%2Fa.example%2Fp%3Fq=1%26r=2%23top/1/msg-1/")
-            .unwrap_or_else(|| panic!("unexpected layout: {link}"));
-        let (mac, kid) = rest.split_once('=').unwrap();
-        assert_eq!(mac.len(), 22);
-        assert_eq!(kid, "2");
+        let v1 = MessageStamp::version_1(MessageId::new("msg-1").unwrap());
+        let cases = [
+            (v1, "/1/msg-1/"),
+            (v2("msg-1", ""), "/2~tpfds0/msg-1/"),
+            (
+                v2("msg-1", "campaign:spring"),
+                "/2~tpfds0~campaign=spring/msg-1/",
+            ),
+        ];
+        for (stamp, segments) in cases {
+            let link = signer
+                .click_url("https://a.example/p?q=1&r=2#top", &stamp, &LinkTags::new())
+                .unwrap();
+            let rest = link
+                .strip_prefix(
+                    "https://track.example.com/CL0/https:%2F%2Fa.example%2Fp%3Fq=1%26r=2%23top",
+                )
+                .and_then(|rest| rest.strip_prefix(segments))
+                .unwrap_or_else(|| panic!("unexpected layout: {link}"));
+            let (mac, kid) = rest.split_once('=').unwrap();
+            assert_eq!(mac.len(), 22);
+            assert_eq!(kid, "2");
+        }
+    }
+
+    /// The bytes version 2 adds to a click link over version 1, as docs/link-contract.md
+    /// states them: 7 for the send time, and each message tag's `~key=value`.
+    #[test]
+    fn version_2_adds_the_documented_bytes() {
+        let signer = test_signer();
+        let v1 = MessageStamp::version_1(MessageId::new("msg-1").unwrap());
+        let len = |stamp: &MessageStamp| {
+            signer
+                .click_url(
+                    "https://a.example/",
+                    stamp,
+                    &LinkTags::parse("pos:1").unwrap(),
+                )
+                .unwrap()
+                .len()
+        };
+        assert_eq!(len(&v2("msg-1", "")) - len(&v1), 7);
+        assert_eq!(len(&v2("msg-1", "campaign:spring")) - len(&v1), 7 + 16);
+        let open_len = |stamp: &MessageStamp| signer.open_url(stamp).len();
+        assert_eq!(open_len(&v2("msg-1", "")) - open_len(&v1), 9);
+        assert_eq!(
+            open_len(&v2("msg-1", "campaign:spring")) - open_len(&v1),
+            9 + 16
+        );
     }
 
     #[test]
     fn tags_ride_in_the_version_segment() {
         let signer = test_signer();
-        let id = MessageId::new("m").unwrap();
         let tags = LinkTags::parse("campaign:spring;variant:b").unwrap();
-        let link = signer.click_url("https://a.example/", &id, &tags).unwrap();
+        let link = signer
+            .click_url("https://a.example/", &v2("m", "list:news"), &tags)
+            .unwrap();
         assert!(
-            link.contains("%2F/1~campaign:spring~variant:b/m/"),
+            link.contains("%2F/2~tpfds0~list=news~campaign:spring~variant:b/m/"),
             "{link}"
         );
     }
@@ -167,20 +227,24 @@ pub(crate) mod tests {
     #[test]
     fn open_link_has_the_contract_layout() {
         let signer = test_signer();
-        let link = signer.open_url(&MessageId::new("msg-1").unwrap());
+        let link = signer.open_url(&MessageStamp::version_1(MessageId::new("msg-1").unwrap()));
         assert!(
             link.starts_with("https://track.example.com/CI0/msg-1/"),
             "{link}"
         );
         assert!(link.ends_with("=2"), "{link}");
+        let link = signer.open_url(&v2("msg-1", "campaign:spring"));
+        assert!(
+            link.starts_with("https://track.example.com/CI0/2~tpfds0~campaign=spring/msg-1/"),
+            "{link}"
+        );
     }
 
     #[test]
     fn refuses_untrackable_targets_and_bad_bases() {
         let signer = test_signer();
-        let id = MessageId::new("m").unwrap();
         let err = signer
-            .click_url("ftp://a.example/", &id, &LinkTags::new())
+            .click_url("ftp://a.example/", &v2("m", ""), &LinkTags::new())
             .unwrap_err();
         assert_eq!(
             err.to_string(),

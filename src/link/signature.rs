@@ -2,20 +2,26 @@
 //! field the link carries, truncated to 128 bits and written in base64url.
 //!
 //! ```text
-//! "mailtrack-link" 0x00 | kind | version u32 | kid u32 | len+message_id
-//!   | tag count u32 | (len+key len+value)* | len+target
+//! version 1: "mailtrack-link" 0x00 | kind | 1 u32 | kid u32 | len+message_id
+//!              | tag count u32 | (len+key len+value)* | len+target
+//! version 2: "mailtrack-link" 0x00 | kind | 2 u32 | kid u32 | len+message_id
+//!              | send time u64 | message tag count u32 | (len+key len+value)*
+//!              | tag count u32 | (len+key len+value)* | len+target
 //! ```
 //!
-//! Every variable field is length-prefixed (u32, big-endian), so no two different links can
-//! feed the same bytes to the HMAC.
+//! Every variable field is length-prefixed (u32, big-endian), and the version comes before
+//! any field in which the two differ, so no two different links can feed the same bytes to
+//! the HMAC.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::hmac;
 
 use super::key_ring::Key;
+use super::send_time::SendTime;
+use super::stamp::MessageStamp;
 use super::tags::LinkTags;
-use super::{LinkKind, MessageId, FORMAT_VERSION};
+use super::LinkKind;
 
 /// Bytes of HMAC-SHA256 kept in a link: 128 bits, the contract's minimum, which keeps
 /// links short while leaving forgery at 2^-128 per attempt.
@@ -28,13 +34,40 @@ const DOMAIN: &[u8] = b"mailtrack-link\0";
 
 /// The fields a MAC covers, apart from the target, which is fed separately so the decoder can
 /// try several candidate targets against one prepared prefix.
+#[derive(Debug, Clone, Copy)]
 pub struct SignedFields<'a> {
     /// Click or open.
     pub kind: LinkKind,
     /// The message id.
     pub message_id: &'a str,
+    /// The send time: `Some` makes this a version 2 link, whose MAC also covers the message
+    /// tags; `None` is version 1.
+    pub send_time: Option<SendTime>,
+    /// The message tags; empty in version 1, which cannot carry them.
+    pub message_tags: &'a LinkTags,
     /// The link tags.
     pub tags: &'a LinkTags,
+}
+
+impl<'a> SignedFields<'a> {
+    /// The fields of a link of `kind` stamped with `stamp`, carrying `tags`.
+    pub fn new(kind: LinkKind, stamp: &'a MessageStamp, tags: &'a LinkTags) -> SignedFields<'a> {
+        SignedFields {
+            kind,
+            message_id: stamp.id().as_str(),
+            send_time: stamp.send_time(),
+            message_tags: stamp.tags(),
+            tags,
+        }
+    }
+
+    /// The format version these fields are signed in.
+    pub fn version(&self) -> u32 {
+        match self.send_time {
+            None => 1,
+            Some(_) => 2,
+        }
+    }
 }
 
 /// An HMAC context with every field but the target already fed in.
@@ -53,14 +86,14 @@ impl MacPrefix {
             LinkKind::Click => b'C',
             LinkKind::Open => b'O',
         }]);
-        prefix.push(&FORMAT_VERSION.to_be_bytes());
+        prefix.push(&fields.version().to_be_bytes());
         prefix.push(&key.id().to_be_bytes());
         prefix.push_prefixed(fields.message_id.as_bytes());
-        prefix.push(&(fields.tags.len() as u32).to_be_bytes());
-        for (tag_key, tag_value) in fields.tags.iter() {
-            prefix.push_prefixed(tag_key.as_bytes());
-            prefix.push_prefixed(tag_value.as_bytes());
+        if let Some(send_time) = fields.send_time {
+            prefix.push(&send_time.unix_seconds().to_be_bytes());
+            prefix.push_tags(fields.message_tags);
         }
+        prefix.push_tags(fields.tags);
         prefix.finish();
         MacPrefix { context }
     }
@@ -132,6 +165,16 @@ impl<'a> Gathered<'a> {
         self.push(bytes);
     }
 
+    /// The tag count, then each key and value length-prefixed.
+    fn push_tags(&mut self, tags: &LinkTags) {
+        // At most MAX_TAGS.
+        self.push(&(tags.len() as u32).to_be_bytes());
+        for (tag_key, tag_value) in tags.iter() {
+            self.push_prefixed(tag_key.as_bytes());
+            self.push_prefixed(tag_value.as_bytes());
+        }
+    }
+
     fn flush(&mut self) {
         self.context.update(&self.buffer[..self.len]);
         self.len = 0;
@@ -187,63 +230,95 @@ fn base64url_value(c: u8) -> Option<u8> {
     }
 }
 
-/// The MAC of an open link for `message_id`, used by the signer.
-pub(crate) fn open_fields(message_id: &MessageId) -> SignedFields<'_> {
-    static NO_TAGS: LinkTags = LinkTags::EMPTY;
-    SignedFields {
-        kind: LinkKind::Open,
-        message_id: message_id.as_str(),
-        tags: &NO_TAGS,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::link::key_ring::tests::test_ring;
+
+    const NO_TAGS: LinkTags = LinkTags::EMPTY;
+
+    fn sent(seconds: u64) -> Option<SendTime> {
+        Some(SendTime::from_unix_seconds(seconds).unwrap())
+    }
 
     #[test]
     fn every_field_changes_the_mac() {
         let ring = test_ring();
         let key = ring.signing_key();
         let tags = LinkTags::parse("a:b").unwrap();
-        let base = SignedFields {
+        let message_tags = LinkTags::parse("campaign:spring").unwrap();
+        let other_message_tags = LinkTags::parse("campaign:autumn").unwrap();
+        let v1 = SignedFields {
             kind: LinkKind::Click,
             message_id: "m1",
+            send_time: None,
+            message_tags: &NO_TAGS,
             tags: &tags,
         };
-        let mac = MacPrefix::new(key, &base).mac(b"https://a.example/");
-        let no_tags = LinkTags::new();
-        let variants = [
-            MacPrefix::new(
-                key,
-                &SignedFields {
+        let v2 = SignedFields {
+            send_time: sent(1_796_227_200),
+            message_tags: &message_tags,
+            ..v1
+        };
+        for base in [v1, v2] {
+            let mac = MacPrefix::new(key, &base).mac(b"https://a.example/");
+            let mut variants = vec![
+                SignedFields {
                     kind: LinkKind::Open,
                     ..base
                 },
-            ),
-            MacPrefix::new(
-                key,
-                &SignedFields {
+                SignedFields {
                     message_id: "m2",
                     ..base
                 },
-            ),
-            MacPrefix::new(
-                key,
-                &SignedFields {
-                    tags: &no_tags,
+                SignedFields {
+                    tags: &NO_TAGS,
                     ..base
                 },
-            ),
-            MacPrefix::new(ring.get(1).unwrap(), &base),
-        ];
-        for prefix in &variants {
-            assert!(!prefix.verifies(b"https://a.example/", &mac));
+            ];
+            match base.send_time {
+                // A version 1 link read as version 2 at time 0, and the reverse.
+                None => variants.push(SignedFields {
+                    send_time: sent(0),
+                    ..base
+                }),
+                Some(_) => variants.extend([
+                    SignedFields {
+                        send_time: None,
+                        message_tags: &NO_TAGS,
+                        ..base
+                    },
+                    SignedFields {
+                        send_time: sent(1_796_227_201),
+                        ..base
+                    },
+                    SignedFields {
+                        message_tags: &other_message_tags,
+                        ..base
+                    },
+                    SignedFields {
+                        message_tags: &NO_TAGS,
+                        ..base
+                    },
+                    // The same tag as a link tag, not a message tag.
+                    SignedFields {
+                        message_tags: &NO_TAGS,
+                        tags: &message_tags,
+                        ..base
+                    },
+                ]),
+            }
+            for fields in &variants {
+                let prefix = MacPrefix::new(key, fields);
+                assert!(!prefix.verifies(b"https://a.example/", &mac));
+            }
+            assert!(
+                !MacPrefix::new(ring.get(1).unwrap(), &base).verifies(b"https://a.example/", &mac)
+            );
+            let prefix = MacPrefix::new(key, &base);
+            assert!(prefix.verifies(b"https://a.example/", &mac));
+            assert!(!prefix.verifies(b"https://a.example/x", &mac));
         }
-        let prefix = MacPrefix::new(key, &base);
-        assert!(prefix.verifies(b"https://a.example/", &mac));
-        assert!(!prefix.verifies(b"https://a.example/x", &mac));
     }
 
     #[test]
@@ -255,12 +330,24 @@ mod tests {
         let fields = |tags| SignedFields {
             kind: LinkKind::Click,
             message_id: "m",
+            send_time: None,
+            message_tags: &NO_TAGS,
             tags,
         };
         assert_ne!(
             MacPrefix::new(key, &fields(&tags_ab)).mac(b"t"),
             MacPrefix::new(key, &fields(&tags_abc)).mac(b"t")
         );
+    }
+
+    fn push_tags(expected: &mut Vec<u8>, tags: &LinkTags) {
+        expected.extend_from_slice(&(tags.len() as u32).to_be_bytes());
+        for (k, v) in tags.iter() {
+            for part in [k, v] {
+                expected.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                expected.extend_from_slice(part.as_bytes());
+            }
+        }
     }
 
     #[test]
@@ -273,25 +360,38 @@ mod tests {
             .collect::<Vec<_>>()
             .join(";");
         let tags = LinkTags::parse(&tags).unwrap();
-        for (message_id, tags) in [("m1", LinkTags::new()), (&long_id[..], tags)] {
+        let message_tags = LinkTags::parse("campaign:spring;list:news").unwrap();
+        let cases = [
+            ("m1", LinkTags::new(), None, LinkTags::new()),
+            (&long_id[..], tags.clone(), None, LinkTags::new()),
+            ("m1", LinkTags::new(), sent(1_796_227_200), LinkTags::new()),
+            (
+                &long_id[..],
+                tags,
+                sent(super::super::send_time::MAX_SEND_TIME),
+                message_tags,
+            ),
+        ];
+        for (message_id, tags, send_time, message_tags) in cases {
             let mut expected = DOMAIN.to_vec();
             expected.push(b'C');
-            expected.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+            let version: u32 = if send_time.is_some() { 2 } else { 1 };
+            expected.extend_from_slice(&version.to_be_bytes());
             expected.extend_from_slice(&key.id().to_be_bytes());
             expected.extend_from_slice(&(message_id.len() as u32).to_be_bytes());
             expected.extend_from_slice(message_id.as_bytes());
-            expected.extend_from_slice(&(tags.len() as u32).to_be_bytes());
-            for (k, v) in tags.iter() {
-                for part in [k, v] {
-                    expected.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                    expected.extend_from_slice(part.as_bytes());
-                }
+            if let Some(send_time) = send_time {
+                expected.extend_from_slice(&send_time.unix_seconds().to_be_bytes());
+                push_tags(&mut expected, &message_tags);
             }
+            push_tags(&mut expected, &tags);
             expected.extend_from_slice(&3u32.to_be_bytes());
             expected.extend_from_slice(b"t/x");
             let fields = SignedFields {
                 kind: LinkKind::Click,
                 message_id,
+                send_time,
+                message_tags: &message_tags,
                 tags: &tags,
             };
             let tag = hmac::sign(key.hmac(), &expected);

@@ -5,7 +5,7 @@
 //! client or proxy ever rewrites, so the segment needs no percent-encoding.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// The most tags one link carries.
 ///
@@ -126,41 +126,50 @@ impl LinkTags {
         map
     }
 
-    /// Writes the version segment: the version, then `~key:value` for each tag.
-    pub(crate) fn write_version_segment(&self, version: u32, out: &mut String) {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{version}");
-        if self.len > 0 {
-            out.push(char::from(TAG_SEPARATOR));
+    /// Writes the tags as a link carries them: `key{separator}value`, joined by `~`.
+    ///
+    /// Link tags are written with `:`; version 2 writes message tags with `=`, so the two
+    /// lists can share the version segment and still split apart (see [`super::version`]).
+    pub(crate) fn write_joined(&self, separator: u8, out: &mut String) {
+        if separator == KEY_VALUE_SEPARATOR {
             out.push_str(&self.written);
+            return;
         }
+        let at = out.len();
+        out.push_str(&self.written);
+        // Tag keys and values hold no `:` or other separator, so every `:` is one of ours.
+        let replaced = out[at..].replace(
+            char::from(KEY_VALUE_SEPARATOR),
+            &char::from(separator).to_string(),
+        );
+        out.truncate(at);
+        out.push_str(&replaced);
     }
 
-    /// Reads a version segment written by [`LinkTags::write_version_segment`].
+    /// Reads tags written by [`LinkTags::write_joined`] with the same `separator`.
     ///
-    /// Returns `None` unless the segment starts with `version` and every tag is well formed.
-    pub(crate) fn read_version_segment(segment: &str, version: u32) -> Option<LinkTags> {
-        let Some((number, written)) = split_at_ascii(segment, TAG_SEPARATOR) else {
-            return is_canonical_number(segment, version).then(LinkTags::new);
-        };
-        if !is_canonical_number(number, version) {
-            return None;
+    /// Returns `None` unless every tag is well formed; an empty text is no tags.
+    pub(crate) fn read_joined(text: &str, separator: u8) -> Option<LinkTags> {
+        if text.is_empty() {
+            return Some(LinkTags::new());
         }
         // Checked as `push` checks each tag, then kept as written: a checked tag is exactly
         // `key:value`, so this is the text that pushing them one by one builds.
         let mut len = 0;
-        for tag in written.as_bytes().split(|&b| b == TAG_SEPARATOR) {
-            let colon = tag.iter().position(|&b| b == KEY_VALUE_SEPARATOR)?;
-            let (key, value) = (&tag[..colon], &tag[colon + 1..]);
+        for tag in text.as_bytes().split(|&b| b == TAG_SEPARATOR) {
+            let at = tag.iter().position(|&b| b == separator)?;
+            let (key, value) = (&tag[..at], &tag[at + 1..]);
             if !is_tag_part(key) || !is_tag_part(value) || len == MAX_TAGS {
                 return None;
             }
             len += 1;
         }
-        Some(LinkTags {
-            written: written.to_owned(),
-            len,
-        })
+        let written = if separator == KEY_VALUE_SEPARATOR {
+            text.to_owned()
+        } else {
+            text.replace(char::from(separator), ":")
+        };
+        Some(LinkTags { written, len })
     }
 }
 
@@ -265,33 +274,25 @@ mod tests {
     }
 
     #[test]
-    fn version_segment_round_trips() {
+    fn joined_tags_round_trip_with_either_separator() {
         let tags = LinkTags::parse("a:1;b-c:d_e").unwrap();
-        let mut segment = String::new();
-        tags.write_version_segment(1, &mut segment);
-        assert_eq!(segment, "1~a:1~b-c:d_e");
-        assert_eq!(LinkTags::read_version_segment(&segment, 1), Some(tags));
-        assert_eq!(
-            LinkTags::read_version_segment("1", 1),
-            Some(LinkTags::new())
-        );
-        assert_eq!(LinkTags::read_version_segment("2~a:1", 1), None);
-        assert_eq!(LinkTags::read_version_segment("01", 1), None);
-        assert_eq!(LinkTags::read_version_segment("+1", 1), None);
-        assert_eq!(LinkTags::read_version_segment("1~a", 1), None);
-        assert_eq!(LinkTags::read_version_segment("1~a:b c", 1), None);
-        assert_eq!(LinkTags::read_version_segment("1~", 1), None);
-        assert_eq!(LinkTags::read_version_segment("1~a:b~", 1), None);
-        assert_eq!(LinkTags::read_version_segment("1~a:b:c", 1), None);
-        let ten = (0..10).map(|i| format!("~k{i}:v")).collect::<String>();
-        assert_eq!(
-            LinkTags::read_version_segment(&format!("1{ten}"), 1).map(|t| t.len()),
-            Some(10)
-        );
-        assert_eq!(
-            LinkTags::read_version_segment(&format!("1{ten}~k:v"), 1),
-            None
-        );
+        for (separator, text) in [(b':', "a:1~b-c:d_e"), (b'=', "a=1~b-c=d_e")] {
+            let mut written = String::from("x");
+            tags.write_joined(separator, &mut written);
+            assert_eq!(written, format!("x{text}"));
+            assert_eq!(LinkTags::read_joined(text, separator), Some(tags.clone()));
+        }
+        assert_eq!(LinkTags::read_joined("", b':'), Some(LinkTags::new()));
+        for bad in ["a", "a:b c", "~", "a:b~", "a:b:c", "a=b", ":b", "a:"] {
+            assert_eq!(LinkTags::read_joined(bad, b':'), None, "{bad:?}");
+        }
+        assert_eq!(LinkTags::read_joined("a:b", b'='), None);
+        let ten = (0..10)
+            .map(|i| format!("k{i}:v"))
+            .collect::<Vec<_>>()
+            .join("~");
+        assert_eq!(LinkTags::read_joined(&ten, b':').map(|t| t.len()), Some(10));
+        assert_eq!(LinkTags::read_joined(&format!("{ten}~k:v"), b':'), None);
     }
 
     #[test]
@@ -299,7 +300,7 @@ mod tests {
         let mut pushed = LinkTags::new();
         pushed.push("a", "1").unwrap();
         pushed.push("b", "2").unwrap();
-        let read = LinkTags::read_version_segment("1~a:1~b:2", 1).unwrap();
+        let read = LinkTags::read_joined("a:1~b:2", b':').unwrap();
         assert_eq!(read, pushed);
         assert_eq!(read.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "2")]);
         assert_ne!(read, LinkTags::parse("a:1").unwrap());

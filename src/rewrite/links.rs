@@ -6,7 +6,7 @@ use lol_html::html_content::{Comment, Element};
 use super::href::{classify, decode_entities, Trackable};
 use super::report::{SkipReason, SkippedLink, TrackedLink};
 use super::{RewriteOptions, UrlSyntax};
-use crate::link::{LinkSigner, LinkTags, MessageId};
+use crate::link::{LinkSigner, LinkTags, MessageStamp};
 
 /// Marks a link the sender does not want tracked, as in SES.
 const NO_TRACK: &str = "ses:no-track";
@@ -18,7 +18,8 @@ const TAGS: &str = "ses:tags";
 #[derive(Debug)]
 pub(crate) struct LinkTracker {
     signer: LinkSigner,
-    message_id: MessageId,
+    /// What every link of the message carries: its id, send time and message tags.
+    stamp: MessageStamp,
     max_links: usize,
     syntax: UrlSyntax,
     /// How many links (`<a>` and `<area>` with an href) have been seen so far.
@@ -34,7 +35,7 @@ impl LinkTracker {
     pub(crate) fn new(options: &RewriteOptions) -> LinkTracker {
         LinkTracker {
             signer: options.signer.clone(),
-            message_id: options.message_id.clone(),
+            stamp: options.stamp(),
             max_links: options.max_links,
             syntax: options.url_syntax,
             seen: 0,
@@ -65,9 +66,9 @@ impl LinkTracker {
         let source = element.source_location().bytes();
         match self.decide(&url, no_track, tags.as_deref()) {
             Ok((target, tags)) => {
-                let tracked_url =
-                    self.signer
-                        .click_url_for_normalized(&target, &self.message_id, &tags);
+                let tracked_url = self
+                    .signer
+                    .click_url_for_normalized(&target, &self.stamp, &tags);
                 // `href` is a valid attribute name, the only thing set_attribute checks.
                 let _ = element.set_attribute("href", &htmlize::escape_attribute(&tracked_url));
                 self.tracked.push(TrackedLink {

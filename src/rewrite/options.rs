@@ -1,7 +1,7 @@
 //! What the rewriter is told: which message, which signer, and the choices a sender can make.
 
 use crate::config::{Config, ConfigError, DEFAULT_MAX_LINKS};
-use crate::link::{LinkSigner, MessageId};
+use crate::link::{LinkSigner, LinkTags, MessageId, MessageStamp, SendTime};
 
 /// How the rewriter is to rewrite one message.
 #[derive(Debug, Clone)]
@@ -10,6 +10,12 @@ pub struct RewriteOptions {
     pub signer: LinkSigner,
     /// The message every link records.
     pub message_id: MessageId,
+    /// When the message is sent, signed into every link and the pixel (version 2 links).
+    /// The time [`RewriteOptions::new`] was called unless set.
+    pub send_time: SendTime,
+    /// The message's tags (SES's `mail.tags`), signed into every link and the pixel. None
+    /// unless set.
+    pub message_tags: LinkTags,
     /// The most links tracked; later trackable links are left as they are and reported.
     /// [`DEFAULT_MAX_LINKS`] unless set.
     pub max_links: usize,
@@ -21,11 +27,13 @@ pub struct RewriteOptions {
 }
 
 impl RewriteOptions {
-    /// Options for `message_id` with every default.
+    /// Options for `message_id` with every default: sent now, with no message tags.
     pub fn new(signer: LinkSigner, message_id: MessageId) -> RewriteOptions {
         RewriteOptions {
             signer,
             message_id,
+            send_time: SendTime::now(),
+            message_tags: LinkTags::new(),
             max_links: DEFAULT_MAX_LINKS,
             url_syntax: UrlSyntax::default(),
             pixel: PixelPlacement::default(),
@@ -38,6 +46,15 @@ impl RewriteOptions {
         let mut options = RewriteOptions::new(config.signer()?, message_id);
         options.max_links = config.tracking.max_links;
         Ok(options)
+    }
+
+    /// What every link and the pixel of the message carry: its id, send time and tags.
+    pub fn stamp(&self) -> MessageStamp {
+        MessageStamp::new(
+            self.message_id.clone(),
+            self.send_time,
+            self.message_tags.clone(),
+        )
     }
 }
 

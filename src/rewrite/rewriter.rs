@@ -103,7 +103,7 @@ impl<W: Write> Rewriter<W> {
         let state = Rc::new(RefCell::new(State {
             links: LinkTracker::new(options),
             pixel: Pixel {
-                html: pixel_html(&options.signer.open_url(&options.message_id)),
+                html: pixel_html(&options.signer.open_url(&options.stamp())),
                 placement: options.pixel,
                 placed: None,
                 body_seen: false,

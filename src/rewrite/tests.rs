@@ -1,11 +1,14 @@
 //! The rewriter's rules, one test each, over small documents.
 
 use super::*;
+use crate::link::SendTime;
 use crate::link::{decode, Decoded, LinkTags, MessageId};
-use crate::testing::{fixed_ring, fixed_signer, request_target};
+use crate::testing::{fixed_ring, fixed_signer, request_target, stamp_v2, FIXED_SEND_TIME};
 
 fn options() -> RewriteOptions {
-    RewriteOptions::new(fixed_signer(), MessageId::new("msg-1").unwrap())
+    let mut options = RewriteOptions::new(fixed_signer(), MessageId::new("msg-1").unwrap());
+    options.send_time = SendTime::from_unix_seconds(FIXED_SEND_TIME).unwrap();
+    options
 }
 
 fn rewrite(html: &str) -> Rewritten<String> {
@@ -13,7 +16,7 @@ fn rewrite(html: &str) -> Rewritten<String> {
 }
 
 fn pixel() -> String {
-    pixel_html(&fixed_signer().open_url(&MessageId::new("msg-1").unwrap()))
+    pixel_html(&fixed_signer().open_url(&stamp_v2("msg-1", "")))
 }
 
 /// The target a tracked link verifies to, with its tags.

@@ -223,17 +223,19 @@ impl TestServer {
 }
 
 /// The request-target of a signed click to `url`.
+///
+/// A version 2 link, sent at `mailtrack::testing::FIXED_SEND_TIME`, with no message tags.
 pub fn click(url: &str, message_id: &str) -> String {
-    let id = MessageId::new(message_id).unwrap();
+    let stamp = mailtrack::testing::stamp_v2(message_id, "");
     let link = fixed_signer()
-        .click_url(url, &id, &LinkTags::new())
+        .click_url(url, &stamp, &LinkTags::new())
         .unwrap();
     request_target(&link).to_owned()
 }
 
-/// The request-target of a signed open pixel.
+/// The request-target of a signed open pixel, version 2 as [`click`]'s.
 pub fn pixel(message_id: &str) -> String {
-    let link = fixed_signer().open_url(&MessageId::new(message_id).unwrap());
+    let link = fixed_signer().open_url(&mailtrack::testing::stamp_v2(message_id, ""));
     request_target(&link).to_owned()
 }
 

@@ -8,7 +8,10 @@ use url::Url;
 use super::*;
 use crate::link::repair::MAX_CANDIDATES;
 use crate::link::LinkSigner;
-use crate::testing::{fixed_ring, fixed_signer, request_target, Mangling};
+use crate::link::{MessageStamp, SendTime};
+use crate::testing::{
+    fixed_ring, fixed_signer, request_target, stamp_v1, stamp_v2, Mangling, FIXED_SEND_TIME,
+};
 
 const MESSAGE_ID: &str = "0100018c7f3e1a2b-5a1f2c3d-aaaa-bbbb-cccc-0123456789ab-000000";
 
@@ -16,11 +19,48 @@ fn message_id() -> MessageId {
     MessageId::new(MESSAGE_ID).unwrap()
 }
 
-/// The request-target of a signed click link.
-fn signed(url: &str, tags: &str) -> String {
+/// The message tags of the version 2 links these tests sign.
+const MESSAGE_TAGS: &str = "list:news;campaign:winter";
+
+/// The stamp of the version 2 links these tests sign.
+fn stamp() -> MessageStamp {
+    stamp_v2(MESSAGE_ID, MESSAGE_TAGS)
+}
+
+/// The request-target of a click link signed with `stamp`.
+fn signed_with(stamp: &MessageStamp, url: &str, tags: &str) -> String {
     let tags = LinkTags::parse(tags).unwrap();
-    let link = fixed_signer().click_url(url, &message_id(), &tags).unwrap();
+    let link = fixed_signer().click_url(url, stamp, &tags).unwrap();
     request_target(&link).to_owned()
+}
+
+/// The request-target of a version 2 click link, with the message tags [`MESSAGE_TAGS`].
+fn signed(url: &str, tags: &str) -> String {
+    signed_with(&stamp(), url, tags)
+}
+
+/// The request-target of a version 1 click link, as mail sent before version 2 holds.
+fn signed_v1(url: &str, tags: &str) -> String {
+    signed_with(&stamp_v1(MESSAGE_ID), url, tags)
+}
+
+/// Asserts that `link` carries the send time and message tags of [`stamp`] (version 2) or
+/// none (version 1).
+fn assert_stamp(link: &VerifiedLink, version: u32) {
+    assert_eq!(link.version(), version);
+    match version {
+        1 => {
+            assert_eq!(link.send_time, None);
+            assert!(link.message_tags.is_empty());
+        }
+        _ => {
+            assert_eq!(
+                link.send_time,
+                SendTime::from_unix_seconds(FIXED_SEND_TIME).ok()
+            );
+            assert_eq!(link.message_tags, LinkTags::parse(MESSAGE_TAGS).unwrap());
+        }
+    }
 }
 
 fn verified(request_target: &str) -> VerifiedLink {
@@ -48,20 +88,23 @@ const TARGETS: [&str; 6] = [
 ];
 
 #[test]
-fn every_promised_mangling_is_recovered_for_every_target() {
-    for url in TARGETS {
-        let expected = target::normalize(url).unwrap();
-        let original = signed(url, "campaign:spring;variant:b");
-        for mangling in Mangling::ALL {
-            let mangled = mangling.apply(&original);
-            let link = verified(&mangled);
-            assert_eq!(link.target, expected, "{mangling:?}: {mangled}");
-            assert_eq!(link.message_id.as_str(), MESSAGE_ID);
-            assert_eq!(
-                link.tags,
-                LinkTags::parse("campaign:spring;variant:b").unwrap()
-            );
-            assert_eq!(link.key_id, 2);
+fn every_promised_mangling_is_recovered_for_every_target_in_both_versions() {
+    for (version, sign) in [(1, signed_v1 as fn(&str, &str) -> String), (2, signed)] {
+        for url in TARGETS {
+            let expected = target::normalize(url).unwrap();
+            let original = sign(url, "campaign:spring;variant:b");
+            for mangling in Mangling::ALL {
+                let mangled = mangling.apply(&original);
+                let link = verified(&mangled);
+                assert_eq!(link.target, expected, "{mangling:?}: {mangled}");
+                assert_eq!(link.message_id.as_str(), MESSAGE_ID);
+                assert_eq!(
+                    link.tags,
+                    LinkTags::parse("campaign:spring;variant:b").unwrap()
+                );
+                assert_eq!(link.key_id, 2);
+                assert_stamp(&link, version);
+            }
         }
     }
 }
@@ -69,23 +112,39 @@ fn every_promised_mangling_is_recovered_for_every_target() {
 #[test]
 fn the_china_mobile_139_example_from_the_field() {
     let url = "https://id.example.com/signinverify?code=NZJUK4YMRJST&mail=kkbbzz1%40163.com&name=KOZ-AL00";
-    let original = signed(url, "");
-    let tail = original.rsplitn(3, '/').take(2).collect::<Vec<_>>();
-    let (mac_and_kid, id) = (tail[0], tail[1]);
-    assert_eq!(id, MESSAGE_ID);
-    // Exactly what 139 mail requests: our path decoded once, `?` now splitting it.
-    let as_requested = format!("/CL0/{url}/1/{MESSAGE_ID}/{mac_and_kid}");
-    assert_eq!(Mangling::ClientDecodedOnce.apply(&original), as_requested);
+    for (version, original) in [(1, signed_v1(url, "")), (2, signed(url, ""))] {
+        let tail = original.rsplitn(4, '/').take(3).collect::<Vec<_>>();
+        let (mac_and_kid, id, segment) = (tail[0], tail[1], tail[2]);
+        assert_eq!(id, MESSAGE_ID);
+        let expected_segment = match version {
+            1 => "1",
+            _ => "2~tpfds0~list=news~campaign=winter",
+        };
+        assert_eq!(segment, expected_segment);
+        // Exactly what 139 mail requests: our path decoded once, `?` now splitting it.
+        let as_requested = format!("/CL0/{url}/{segment}/{MESSAGE_ID}/{mac_and_kid}");
+        assert_eq!(Mangling::ClientDecodedOnce.apply(&original), as_requested);
 
-    let link = verified(&as_requested);
-    assert_eq!(link.target, url);
-    assert_eq!(link.repair_label(), "decoded_once");
-    assert_eq!(verified(&original).repair_label(), "as_received");
+        let link = verified(&as_requested);
+        assert_eq!(link.target, url);
+        assert_eq!(link.repair_label(), "decoded_once");
+        assert_stamp(&link, version);
+        assert_eq!(verified(&original).repair_label(), "as_received");
+    }
 }
 
 #[test]
-fn each_repair_is_labelled() {
-    let original = signed("https://example.com/p?a=%C3%A9&b=c", "");
+fn each_repair_is_labelled_in_both_versions() {
+    for (version, original) in [
+        (1, signed_v1("https://example.com/p?a=%C3%A9&b=c", "")),
+        (2, signed("https://example.com/p?a=%C3%A9&b=c", "")),
+    ] {
+        each_repair_is_labelled(&original, version);
+    }
+}
+
+fn each_repair_is_labelled(original: &str, version: u32) {
+    let original = original.to_owned();
     let cases = [
         (Mangling::None, "as_received"),
         (Mangling::ClientDecodedOnce, "decoded_once"),
@@ -102,6 +161,7 @@ fn each_repair_is_labelled() {
     for (mangling, label) in cases {
         let link = verified(&mangling.apply(&original));
         assert_eq!(link.repair_label(), label, "{mangling:?}");
+        assert_stamp(&link, version);
     }
     // The client decoded once, then a proxy lower-cased the target's own escapes.
     let decoded_then_lowered =
@@ -118,6 +178,16 @@ fn each_repair_is_labelled() {
     assert_eq!(verified(&both).repair_label(), "decoded_once+trailing_junk");
     let with_query = format!("{original}?utm_source=scanner");
     assert_eq!(verified(&with_query).repair_label(), "trailing_junk");
+    // A proxy that escapes the version segment's `~`, `:` and `=`: the tail is decoded once.
+    let (head, tail) = original.split_at(original.rfind("/0100").unwrap());
+    let (before_segment, segment) = head.rsplit_once('/').unwrap();
+    let escaped = segment
+        .replace('~', "%7E")
+        .replace(':', "%3A")
+        .replace('=', "%3D");
+    let link = verified(&format!("{before_segment}/{escaped}{tail}"));
+    assert_eq!(link.repair_label(), "as_received");
+    assert_stamp(&link, version);
 }
 
 #[test]
@@ -146,11 +216,10 @@ fn tamperings(original: &str) -> Vec<String> {
 
 #[test]
 fn no_tampered_field_ever_verifies() {
-    let original = signed(
-        "https://example.com/reset?token=abc123&u=42",
-        "campaign:spring",
-    );
-    for tampered in tamperings(&original) {
+    let url = "https://example.com/reset?token=abc123&u=42";
+    let v1 = signed_v1(url, "campaign:spring");
+    let v2 = signed(url, "campaign:spring");
+    for tampered in tamperings(&v1).into_iter().chain(tamperings(&v2)) {
         for mangling in [Mangling::None, Mangling::ClientDecodedOnce] {
             let request = mangling.apply(&tampered);
             let decoded = decode(&request, &fixed_ring());
@@ -186,6 +255,51 @@ fn tampering_by_field() {
         (
             "tag dropped",
             original.replace("~campaign:spring", ""),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "send time",
+            original.replace("~tpfds0~", "~tpfds1~"),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "send time, a second earlier",
+            original.replace("~tpfds0~", "~tpfdrz~"),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "send time and message tags dropped: version 1",
+            original.replace("/2~tpfds0~list=news~campaign=winter~", "/1~"),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "message tag value",
+            original.replace("campaign=winter", "campaign=summer"),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "message tag name",
+            original.replace("list=news", "lost=news"),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "message tag dropped",
+            original.replace("~list=news", ""),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "message tag added",
+            original.replace("~tpfds0~", "~tpfds0~a=b~"),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "message tag made a link tag",
+            original.replace("campaign=winter", "campaign:winter"),
+            UnverifiedReason::BadMac,
+        ),
+        (
+            "message tags swapped",
+            original.replace("list=news~campaign=winter", "campaign=winter~list=news"),
             UnverifiedReason::BadMac,
         ),
         (
@@ -236,11 +350,15 @@ fn retired_keys_verify_and_revoked_keys_do_not() {
     };
     let base = Url::parse("https://track.example.com").unwrap();
     let old_signer = LinkSigner::new(&base, Arc::new(ring_with("active"))).unwrap();
-    let link = old_signer
-        .click_url("https://example.com/", &message_id(), &LinkTags::new())
-        .unwrap();
-    let target = request_target(&link);
+    for stamp in [stamp_v1(MESSAGE_ID), stamp()] {
+        let link = old_signer
+            .click_url("https://example.com/", &stamp, &LinkTags::new())
+            .unwrap();
+        a_retired_key_verifies_and_a_revoked_one_does_not(request_target(&link), &secret);
+    }
+}
 
+fn a_retired_key_verifies_and_a_revoked_one_does_not(target: &str, secret: &dyn Fn(u8) -> String) {
     // The fixed ring holds the same secret as key 1, retired.
     assert!(matches!(decode(target, &fixed_ring()), Decoded::Verified(l) if l.key_id == 1));
 
@@ -302,13 +420,22 @@ fn unreadable_clicks_and_other_paths_are_invalid() {
 }
 
 #[test]
-fn open_pixels_verify_and_refuse_tampering() {
-    let link = fixed_signer().open_url(&message_id());
-    let original = request_target(&link);
+fn open_pixels_verify_and_refuse_tampering_in_both_versions() {
+    for (version, stamp) in [(1, stamp_v1(MESSAGE_ID)), (2, stamp())] {
+        let link = fixed_signer().open_url(&stamp);
+        open_pixel_verifies_and_refuses_tampering(request_target(&link), version);
+    }
+}
+
+fn open_pixel_verifies_and_refuses_tampering(original: &str, version: u32) {
     let open = verified(original);
     assert_eq!(open.kind, LinkKind::Open);
     assert_eq!(open.message_id.as_str(), MESSAGE_ID);
     assert!(open.target.is_empty());
+    assert_stamp(&open, version);
+    for mangling in Mangling::ALL {
+        assert_stamp(&verified(&mangling.apply(original)), version);
+    }
 
     assert_eq!(
         verified(&format!("{original})")).repair_label(),
@@ -329,14 +456,73 @@ fn open_pixels_verify_and_refuse_tampering() {
 }
 
 #[test]
-fn non_canonical_key_ids_and_versions_are_refused() {
-    let original = signed("https://example.com/", "");
-    for (from, to) in [
-        ("=2", "=02"),
-        ("=2", "=+2"),
-        ("/1/", "/01/"),
-        ("/1/", "/2/"),
-    ] {
+fn version_2_pixels_refuse_each_tampered_field() {
+    let original = fixed_signer().open_url(&stamp());
+    let original = request_target(&original);
+    assert!(
+        original.starts_with(&format!(
+            "/CI0/2~tpfds0~list=news~campaign=winter/{MESSAGE_ID}/"
+        )),
+        "{original}"
+    );
+    let (_, mac_and_kid) = original.rsplit_once('/').unwrap();
+    let bad_mac = [
+        original.replace("~tpfds0~", "~tpfds1~"),
+        original.replace("=winter", "=summer"),
+        original.replace("~list=news", ""),
+        original.replace(MESSAGE_ID, "another-message"),
+        // Version 1's layout with version 2's MAC.
+        format!("/CI0/{MESSAGE_ID}/{mac_and_kid}"),
+    ];
+    for request in bad_mac {
+        assert_eq!(
+            unverified(&request).reason,
+            UnverifiedReason::BadMac,
+            "{request}"
+        );
+    }
+    let malformed = [
+        // A link tag, or version 1's segment, on a pixel: never written.
+        original.replace("~campaign=winter", "~campaign=winter~a:b"),
+        original.replacen("/2~tpfds0~list=news~campaign=winter/", "/1/", 1),
+        original.replace("~tpfds0~", "~TPFDS0~"),
+        original.replacen("/CI0/", "/CI0/x/", 1),
+    ];
+    for request in malformed {
+        assert_eq!(
+            decode(&request, &fixed_ring()),
+            Decoded::Invalid(InvalidReason::MalformedOpen),
+            "{request}"
+        );
+    }
+    for request in tamperings(original) {
+        assert!(
+            !matches!(decode(&request, &fixed_ring()), Decoded::Verified(_)),
+            "{request}"
+        );
+    }
+}
+
+#[test]
+fn non_canonical_key_ids_versions_and_send_times_are_refused() {
+    let v1 = signed_v1("https://example.com/", "");
+    let v2 = signed("https://example.com/", "");
+    let cases = [
+        (&v1, "=2", "=02"),
+        (&v1, "=2", "=+2"),
+        (&v1, "/1/", "/01/"),
+        (&v1, "/1/", "/2/"),
+        (&v1, "/1/", "/2~tpfds0/"),
+        (&v2, "/2~", "/02~"),
+        (&v2, "/2~", "/1~"),
+        (&v2, "/2~", "/3~"),
+        (&v2, "~tpfds0~", "~0tpfds0~"),
+        (&v2, "~tpfds0~", "~TPFDS0~"),
+        (&v2, "~tpfds0~", "~~"),
+        (&v2, "~tpfds0~", "~"),
+    ];
+    for (original, from, to) in cases {
+        assert!(original.contains(from), "{original} has no {from}");
         let changed = original.replacen(from, to, 1);
         assert!(
             !matches!(decode(&changed, &fixed_ring()), Decoded::Verified(_)),
@@ -349,7 +535,7 @@ fn non_canonical_key_ids_and_versions_are_refused() {
 fn hostile_paths_cost_a_bounded_number_of_macs() {
     let ring = fixed_ring();
     let original = signed("https://example.com/", "");
-    let (_, tail) = original.split_at(original.find("/1/").unwrap());
+    let (_, tail) = original.split_at(original.find("/2~").unwrap());
     let fillers = [
         "%25",
         "%2f",
@@ -468,7 +654,11 @@ fn only_links_that_may_have_been_signed_are_offered_an_interstitial() {
             "a malformed message id",
             format!("{before_id}/bad!id/{mac}=2"),
         ),
-        ("a bad version segment", original.replacen("/1/", "/7/", 1)),
+        ("a bad version segment", original.replacen("/2~", "/7~", 1)),
+        (
+            "a bad send time",
+            original.replacen("~tpfds0~", "~TPFDS0~", 1),
+        ),
         ("an unknown key", format!("{head}/{mac}=9")),
         ("a revoked key", format!("{head}/{mac}=3")),
     ];

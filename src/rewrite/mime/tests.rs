@@ -2,7 +2,7 @@
 //! `tests/rewrite_mime.rs`.
 
 use super::*;
-use crate::link::MessageId;
+use crate::link::{MessageId, SendTime};
 use crate::rewrite::{rewrite_str, RewriteOptions};
 
 fn options() -> RewriteOptions {

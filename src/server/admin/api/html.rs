@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::request::{message_id, options, parse_json, Pixel, Syntax};
+use super::request::{options, parse_json, stamp, Pixel, Syntax};
 use crate::rewrite::rewrite_str;
 use crate::server::admin::error::json;
 use crate::server::admin::router::{AdminRequest, RouteFuture};
@@ -22,12 +22,12 @@ use crate::server::State;
 struct HtmlRequest {
     /// The message every link records (1–128 of `[A-Za-z0-9._-]`).
     message_id: String,
-    /// When the message is sent (RFC 3339): for version 2 links, refused until they are written.
+    /// When the message is sent: RFC 3339 or Unix seconds; now when absent.
     #[serde(default)]
     send_time: Option<String>,
-    /// The message's tags (SES `mail.tags`): for version 2 links, like `send_time`.
+    /// The message's tags (SES `mail.tags`), `k:v;k2:v2`.
     #[serde(default)]
-    message_tags: Option<serde_json::Map<String, serde_json::Value>>,
+    message_tags: Option<String>,
     /// Where the pixel goes.
     #[serde(default)]
     pixel: Option<Pixel>,
@@ -46,15 +46,15 @@ pub(crate) fn rewrite_html(request: AdminRequest, admin: Arc<AdminContext<State>
 fn answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
     let request: HtmlRequest = parse_json(body)?;
     let shared = state.shared();
-    let message_id = message_id(
+    let stamp = stamp(
         &request.message_id,
         request.send_time.as_deref(),
-        request.message_tags.as_ref(),
+        request.message_tags.as_deref(),
     )?;
     let options = options(
         &shared.signer,
         shared.max_links,
-        message_id,
+        stamp,
         request.pixel,
         request.url_syntax,
     );

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::request::{message_id, parse_json};
+use super::request::{parse_json, stamp};
 use crate::link::target;
 use crate::link::LinkTags;
 use crate::rewrite::pixel_html;
@@ -27,12 +27,12 @@ use crate::server::State;
 struct ClickRequest {
     /// The message every link records (1–128 of `[A-Za-z0-9._-]`).
     message_id: String,
-    /// When the message is sent (RFC 3339): for version 2 links, refused until they are written.
+    /// When the message is sent: RFC 3339 or Unix seconds; now when absent.
     #[serde(default)]
     send_time: Option<String>,
-    /// The message's tags (SES `mail.tags`): for version 2 links, like `send_time`.
+    /// The message's tags (SES `mail.tags`), `k:v;k2:v2`.
     #[serde(default)]
-    message_tags: Option<serde_json::Map<String, serde_json::Value>>,
+    message_tags: Option<String>,
     /// The destination.
     url: String,
     /// The link's tags, `k:v;k2:v2`.
@@ -46,12 +46,12 @@ struct ClickRequest {
 struct OpenRequest {
     /// The message every link records (1–128 of `[A-Za-z0-9._-]`).
     message_id: String,
-    /// When the message is sent (RFC 3339): for version 2 links, refused until they are written.
+    /// When the message is sent: RFC 3339 or Unix seconds; now when absent.
     #[serde(default)]
     send_time: Option<String>,
-    /// The message's tags (SES `mail.tags`): for version 2 links, like `send_time`.
+    /// The message's tags (SES `mail.tags`), `k:v;k2:v2`.
     #[serde(default)]
-    message_tags: Option<serde_json::Map<String, serde_json::Value>>,
+    message_tags: Option<String>,
 }
 
 /// `POST /v1/links/click`.
@@ -68,10 +68,10 @@ pub(crate) fn open(request: AdminRequest, admin: Arc<AdminContext<State>>) -> Ro
 
 fn click_answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
     let request: ClickRequest = parse_json(body)?;
-    let message_id = message_id(
+    let stamp = stamp(
         &request.message_id,
         request.send_time.as_deref(),
-        request.message_tags.as_ref(),
+        request.message_tags.as_deref(),
     )?;
     let tags = match request.tags.as_deref() {
         Some(list) => LinkTags::parse(list)
@@ -83,7 +83,7 @@ fn click_answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
     let tracked = state
         .shared()
         .signer
-        .click_url_for_normalized(&normalized, &message_id, &tags);
+        .click_url_for_normalized(&normalized, &stamp.message_stamp(), &tags);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -96,12 +96,12 @@ fn click_answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
 
 fn open_answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
     let request: OpenRequest = parse_json(body)?;
-    let message_id = message_id(
+    let stamp = stamp(
         &request.message_id,
         request.send_time.as_deref(),
-        request.message_tags.as_ref(),
+        request.message_tags.as_deref(),
     )?;
-    let url = state.shared().signer.open_url(&message_id);
+    let url = state.shared().signer.open_url(&stamp.message_stamp());
     let html = pixel_html(&url);
     Ok(json(
         StatusCode::OK,

@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::link::{LinkSigner, MessageId};
+use crate::link::{LinkSigner, LinkTags, MessageId, MessageStamp, SendTime};
 use crate::rewrite::{PixelPlacement, RewriteOptions, UrlSyntax};
 use crate::server::admin::AdminError;
 
@@ -39,32 +39,63 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminErr
     })
 }
 
-/// The message id, checked; the fields that links cannot carry yet (`send_time`,
-/// `message_tags`: version 2 links), refused rather than silently dropped.
-pub(crate) fn message_id(
-    id: &str,
-    send_time: Option<&str>,
-    message_tags: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Result<MessageId, AdminError> {
-    if send_time.is_some() {
-        return Err(not_yet("send_time"));
-    }
-    if message_tags.is_some_and(|tags| !tags.is_empty()) {
-        return Err(not_yet("message_tags"));
-    }
-    MessageId::new(id).map_err(|e| AdminError::BadRequest(format!("message_id {id:?}: {e}")))
+/// What every link of the message carries: its id, its send time and its tags.
+#[derive(Debug)]
+pub(crate) struct Stamp {
+    /// The message id.
+    message_id: MessageId,
+    /// When it is sent; now unless the request says.
+    send_time: SendTime,
+    /// The message's tags (SES `mail.tags`).
+    message_tags: LinkTags,
 }
 
-/// The rewriter's options for `message_id`, with serve's signer and `tracking.max_links`,
-/// and the sender's choices.
+/// The request's `message_id`, `send_time` (RFC 3339 or Unix seconds; now when absent) and
+/// `message_tags` (`k:v;k2:v2`, as `ses:tags` writes link tags), each checked; an error
+/// names the field.
+pub(crate) fn stamp(
+    id: &str,
+    send_time: Option<&str>,
+    message_tags: Option<&str>,
+) -> Result<Stamp, AdminError> {
+    let message_id = MessageId::new(id)
+        .map_err(|e| AdminError::BadRequest(format!("message_id {id:?}: {e}")))?;
+    let send_time = match send_time {
+        Some(text) => SendTime::parse(text)
+            .map_err(|e| AdminError::BadRequest(format!("send_time {text:?}: {e}")))?,
+        None => SendTime::now(),
+    };
+    let message_tags = match message_tags {
+        Some(list) => LinkTags::parse(list)
+            .map_err(|e| AdminError::BadRequest(format!("message_tags {list:?}: {e}")))?,
+        None => LinkTags::new(),
+    };
+    Ok(Stamp {
+        message_id,
+        send_time,
+        message_tags,
+    })
+}
+
+impl Stamp {
+    /// What the signer takes.
+    pub(crate) fn message_stamp(self) -> MessageStamp {
+        MessageStamp::new(self.message_id, self.send_time, self.message_tags)
+    }
+}
+
+/// The rewriter's options for the message `stamp` describes, with serve's signer and
+/// `tracking.max_links`, and the sender's choices.
 pub(crate) fn options(
     signer: &LinkSigner,
     max_links: usize,
-    message_id: MessageId,
+    stamp: Stamp,
     pixel: Option<Pixel>,
     url_syntax: Option<Syntax>,
 ) -> RewriteOptions {
-    let mut options = RewriteOptions::new(signer.clone(), message_id);
+    let mut options = RewriteOptions::new(signer.clone(), stamp.message_id);
+    options.send_time = stamp.send_time;
+    options.message_tags = stamp.message_tags;
     options.max_links = max_links;
     if let Some(Pixel::BodyStart) = pixel {
         options.pixel = PixelPlacement::BodyStart;
@@ -73,11 +104,4 @@ pub(crate) fn options(
         options.url_syntax = UrlSyntax::Browser;
     }
     options
-}
-
-/// The refusal of a field that version 2 links will carry.
-fn not_yet(field: &str) -> AdminError {
-    AdminError::BadRequest(format!(
-        "{field}: this build writes version 1 links, which do not carry it; leave it out"
-    ))
 }
