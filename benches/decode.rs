@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use mailtrack::link::decode::{decode_counting, DecodeWork};
-use mailtrack::link::{decode, LinkTags, MessageId, MAX_REQUEST_TARGET};
+use mailtrack::link::{decode, LinkTags, MAX_REQUEST_TARGET};
 use mailtrack::testing::{fixed_ring, fixed_signer, request_target, Mangling};
 use ring::hmac;
 

@@ -39,7 +39,7 @@ use std::time::{Instant, SystemTime};
 use mailtrack::config::SinkKind;
 use mailtrack::events::sample::sample_click;
 use mailtrack::events::{EncodedEvent, EventPipeline, RequestFacts};
-use mailtrack::link::{decode, Decoded, LinkTags, MessageId, VerifiedLink};
+use mailtrack::link::{decode, Decoded, LinkTags, VerifiedLink};
 use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 use support_redis::{events_config, RedisServer};
 

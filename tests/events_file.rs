@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use mailtrack::config::SinkKind;
 use mailtrack::events::sample::{sample_click, sample_event};
 use mailtrack::events::{Event, EventPipeline, QueueError};
-use mailtrack::link::{decode, Decoded, LinkTags, MessageId};
+use mailtrack::link::{decode, Decoded, LinkTags};
 use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 use serde_json::Value;
 use support_redis::{event_id, events_config, schema, spawn_producers};

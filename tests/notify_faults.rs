@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailtrack::link::{LinkTags, MessageId};
+use mailtrack::link::LinkTags;
 use mailtrack::testing::{fixed_signer, request_target};
 use serde_json::Value;
 

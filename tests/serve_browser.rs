@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use mailtrack::link::{LinkSigner, LinkTags, MessageId};
+use mailtrack::link::{LinkSigner, LinkTags};
 use mailtrack::testing::fixed_ring;
 use tokio::net::TcpListener;
 use url::Url;

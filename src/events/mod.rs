@@ -229,7 +229,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::{decode, Decoded, MessageId};
+    use crate::link::{decode, Decoded};
     use crate::testing::{fixed_ring, fixed_signer, request_target};
 
     fn event() -> Event {

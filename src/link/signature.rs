@@ -235,7 +235,7 @@ mod tests {
     use super::*;
     use crate::link::key_ring::tests::test_ring;
 
-    const NO_TAGS: LinkTags = LinkTags::EMPTY;
+    static NO_TAGS: LinkTags = LinkTags::EMPTY;
 
     fn sent(seconds: u64) -> Option<SendTime> {
         Some(SendTime::from_unix_seconds(seconds).unwrap())

@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 
 use mailtrack::config::CertificateFiles;
 use mailtrack::events::{Event, EventQueue, EventReceiver};
-use mailtrack::link::{LinkTags, MessageId};
+use mailtrack::link::LinkTags;
 use mailtrack::server::{self, CertificateStore, State};
 use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 use mailtrack::Config;

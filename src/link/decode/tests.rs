@@ -15,10 +15,6 @@ use crate::testing::{
 
 const MESSAGE_ID: &str = "0100018c7f3e1a2b-5a1f2c3d-aaaa-bbbb-cccc-0123456789ab-000000";
 
-fn message_id() -> MessageId {
-    MessageId::new(MESSAGE_ID).unwrap()
-}
-
 /// The message tags of the version 2 links these tests sign.
 const MESSAGE_TAGS: &str = "list:news;campaign:winter";
 
