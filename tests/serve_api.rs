@@ -156,8 +156,10 @@ fn curl_and_python_get_what_the_library_makes() {
     // curl, MIME, as text.
     let gbk = corpus("mime/gbk.eml");
     let expected_gbk = rewrite_mime(&gbk, &options(&config, "zh-1")).unwrap();
-    let request =
-        json!({ "message_id": "zh-1", "message": String::from_utf8(gbk.clone()).unwrap() });
+    let request = json!({
+        "message_id": "zh-1", "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS,
+        "message": String::from_utf8(gbk.clone()).unwrap(),
+    });
     let (status, body) = curl(
         &format!("{admin}/v1/rewrite/mime"),
         Some(TOKEN),
@@ -199,7 +201,11 @@ fn curl_and_python_get_what_the_library_makes() {
         serde_json::to_value(&expected_nested.report).unwrap()
     );
     let signer = config.signer().unwrap();
-    let id = MessageId::new("c-1").unwrap();
+    let id = MessageStamp::new(
+        MessageId::new("c-1").unwrap(),
+        SendTime::parse(SEND_TIME).unwrap(),
+        LinkTags::parse(MESSAGE_TAGS).unwrap(),
+    );
     let tags = LinkTags::parse("campaign:spring").unwrap();
     let click = signer
         .click_url("https://example.com/a b?x=1", &id, &tags)
@@ -261,7 +267,7 @@ fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
     let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
     assert_eq!(
         statuses,
-        [401, 401, 422, 422, 400, 400, 400, 400, 400],
+        [401, 401, 422, 422, 400, 400, 400, 400, 400, 400],
         "{answers:?}"
     );
     let errors: Vec<&str> = answers
@@ -286,6 +292,14 @@ fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
         errors[6]
     );
     assert!(errors[7].starts_with("tags \"nocolon\": "), "{}", errors[7]);
-    assert!(errors[8].starts_with("send_time \"yesterday\": "), "{}", errors[8]);
-    assert!(errors[9].starts_with("message_tags \"a:b;c\": "), "{}", errors[9]);
+    assert!(
+        errors[8].starts_with("send_time \"yesterday\": "),
+        "{}",
+        errors[8]
+    );
+    assert!(
+        errors[9].starts_with("message_tags \"a:b;c\": "),
+        "{}",
+        errors[9]
+    );
 }

@@ -5,11 +5,14 @@ use super::*;
 use crate::link::{MessageId, SendTime};
 use crate::rewrite::{rewrite_str, RewriteOptions};
 
+/// Options with a fixed send time, so that two rewrites of one message are the same.
 fn options() -> RewriteOptions {
-    RewriteOptions::new(
+    let mut options = RewriteOptions::new(
         crate::testing::fixed_signer(),
         MessageId::new("m-1").unwrap(),
-    )
+    );
+    options.send_time = SendTime::from_unix_seconds(1_796_227_200).unwrap();
+    options
 }
 
 const ALTERNATIVE: &str = "From: a@example.com\r\n\

@@ -80,10 +80,11 @@ fn click_answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
     };
     let normalized = target::normalize(&request.url)
         .map_err(|reason| AdminError::BadRequest(format!("url {:?}: {reason}", request.url)))?;
-    let tracked = state
-        .shared()
-        .signer
-        .click_url_for_normalized(&normalized, &stamp.message_stamp(), &tags);
+    let tracked =
+        state
+            .shared()
+            .signer
+            .click_url_for_normalized(&normalized, &stamp.message_stamp(), &tags);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
