@@ -42,7 +42,7 @@
 //! - [`notify`]: delivering events to subscribers: rules, Standard Webhooks signatures, the
 //!   retry schedule (growing with `mailtrack notify`).
 //! - [`rewrite`]: the HTML rewriter: tracked links, the open pixel, and the report of what was
-//!   left untracked and why.
+//!   left untracked and why; whole MIME messages ([`rewrite::mime`]).
 //! - [`testing`]: a fixed key ring, link manglings and fuzz properties, for tests, fuzzers and
 //!   benchmarks.
 

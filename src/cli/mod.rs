@@ -75,8 +75,9 @@ enum Command {
         #[command(flatten)]
         stamp: StampArgs,
     },
-    /// Rewrite an HTML message from standard input for tracking, to standard output.
-    /// Untracked links are listed in the report, each with its reason.
+    /// Rewrite an HTML message (or, with --mime, a whole MIME message) from standard input
+    /// for tracking, to standard output. Untracked links are listed in the report, each with
+    /// its reason.
     Rewrite {
         #[command(flatten)]
         stamp: StampArgs,
@@ -89,6 +90,11 @@ enum Command {
         /// Also track links that are not valid RFC 3986 but that a browser follows.
         #[arg(long)]
         browser_urls: bool,
+        /// The input is a whole MIME message (RFC 5322, as for SES SendRawEmail): every
+        /// text/html part is rewritten in its own charset and transfer encoding, the rest
+        /// passed through byte for byte. A DKIM-signed message is refused.
+        #[arg(long)]
+        mime: bool,
     },
     /// Decode a request-target (path and query, as received) and print what it is as JSON.
     /// Exits 0 when it verifies, 1 otherwise.
@@ -163,10 +169,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             report,
             pixel_at_top,
             browser_urls,
+            mime,
         } => {
             let flags = rewrite::Flags {
                 pixel_at_top,
                 browser_urls,
+                mime,
             };
             rewrite::run(&config()?, &stamp, report.as_deref(), flags)?;
         }

@@ -1,9 +1,11 @@
-//! `mailtrack rewrite`: an HTML message from standard input, rewritten to standard output.
+//! `mailtrack rewrite`: an HTML message (or, with `--mime`, a whole MIME message) from
+//! standard input, rewritten to standard output, and its report.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
 use mailtrack::link::SendTime;
+use mailtrack::rewrite::mime::{rewrite_mime, PartOutcome};
 use mailtrack::rewrite::{rewrite_bytes, PixelPlacement, RewriteOptions, UrlSyntax};
 use mailtrack::Config;
 
@@ -16,6 +18,8 @@ pub(super) struct Flags {
     pub(super) pixel_at_top: bool,
     /// Track links that are not RFC 3986-valid but that a browser follows.
     pub(super) browser_urls: bool,
+    /// The input is a whole MIME message.
+    pub(super) mime: bool,
 }
 
 /// Rewrites standard input for the message `stamp` names, writing the report to `report` if given.
@@ -35,36 +39,54 @@ pub(super) fn run(
     if flags.browser_urls {
         options.url_syntax = UrlSyntax::Browser;
     }
-    rewrite_stdio(&options, report)
+    rewrite_stdio(&options, report, flags.mime)
 }
 
 /// Rewrites standard input to standard output, then writes the report.
 ///
 /// The message is read whole: mail is small, and `rewrite_bytes` then passes any bytes that
 /// are not UTF-8 through untouched when the message has no `{{ses:openTracker}}`.
-fn rewrite_stdio(options: &RewriteOptions, report_path: Option<&Path>) -> Result<(), Failure> {
-    let mut html = Vec::new();
+fn rewrite_stdio(
+    options: &RewriteOptions,
+    report_path: Option<&Path>,
+    mime: bool,
+) -> Result<(), Failure> {
+    let mut input = Vec::new();
     std::io::stdin()
         .lock()
-        .read_to_end(&mut html)
+        .read_to_end(&mut input)
         .map_err(Failure::Io)?;
-    let rewritten =
-        rewrite_bytes(&html, options).map_err(|e| Failure::Io(std::io::Error::other(e)))?;
+    let failed = |e: &dyn std::fmt::Display| Failure::Io(std::io::Error::other(e.to_string()));
+    let (output, report) = match mime {
+        false => {
+            let rewritten = rewrite_bytes(&input, options).map_err(|e| failed(&e))?;
+            summarise(
+                rewritten.report.tracked.len(),
+                rewritten.report.skipped.len(),
+            );
+            (rewritten.html, report_json(&rewritten.report))
+        }
+        true => {
+            let rewritten = rewrite_mime(&input, options).map_err(|e| failed(&e))?;
+            for part in &rewritten.report.html_parts {
+                if let PartOutcome::Untouched { reason } = &part.outcome {
+                    eprintln!(
+                        "mailtrack: {} passed through untouched: {reason}",
+                        part.part
+                    );
+                }
+            }
+            summarise(rewritten.report.tracked(), rewritten.report.skipped());
+            (rewritten.message, report_json(&rewritten.report))
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     stdout
-        .write_all(&rewritten.html)
+        .write_all(&output)
         .and_then(|()| stdout.flush())
         .map_err(Failure::Io)?;
-    let report = rewritten.report;
-    eprintln!(
-        "mailtrack: tracked {} links; left {} as they were",
-        report.tracked.len(),
-        report.skipped.len()
-    );
     if let Some(path) = report_path {
-        // The report holds only strings, numbers, lists and maps with string keys.
-        let json = serde_json::to_string_pretty(&report).expect("the report serialises");
-        std::fs::write(path, json + "\n").map_err(|e| {
+        std::fs::write(path, report + "\n").map_err(|e| {
             Failure::Io(std::io::Error::new(
                 e.kind(),
                 format!("--report {}: {e}", path.display()),
@@ -72,4 +94,15 @@ fn rewrite_stdio(options: &RewriteOptions, report_path: Option<&Path>) -> Result
         })?;
     }
     Ok(())
+}
+
+/// The line on standard error that says what was done.
+fn summarise(tracked: usize, skipped: usize) {
+    eprintln!("mailtrack: tracked {tracked} links; left {skipped} as they were");
+}
+
+/// A report as `--report` writes it.
+fn report_json(report: &impl serde::Serialize) -> String {
+    // The reports hold only strings, numbers, lists and maps with string keys.
+    serde_json::to_string_pretty(report).expect("the report serialises")
 }

@@ -46,10 +46,13 @@
 //! - [`report`]: what was tracked and what was not ([`RewriteReport`], [`SkipReason`]).
 //! - [`rewriter`]: the streaming rewriter over lol_html ([`Rewriter`]).
 //! - [`error`]: why a rewrite fails ([`RewriteError`]).
+//! - [`mime`]: whole MIME messages, each HTML part rewritten in its own charset and
+//!   transfer encoding ([`mime::rewrite_mime`]).
 
 pub mod error;
 mod href;
 mod links;
+pub mod mime;
 pub mod options;
 pub mod pixel;
 pub mod report;

@@ -85,4 +85,7 @@ pub enum PixelPlacement {
     /// Just after `<body>`: Gmail clips messages over 102 KB and does not load what it
     /// clipped, so a long message's bottom pixel would never be fetched there.
     BodyStart,
+    /// No pixel at all, and any `{{ses:openTracker}}` removed: for the other HTML parts of a
+    /// MIME message, which gets one pixel, in the part its reader sees.
+    Omitted,
 }

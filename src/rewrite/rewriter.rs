@@ -58,7 +58,7 @@ struct Pixel {
 impl Pixel {
     /// The pixel's markup the first time it is placed, `None` after.
     fn place(&mut self, position: PixelPosition) -> Option<&str> {
-        if self.placed.is_some() {
+        if self.placed.is_some() || self.placement == PixelPlacement::Omitted {
             return None;
         }
         self.placed = Some(position);
@@ -222,6 +222,7 @@ fn on_body(state: &Rc<RefCell<State>>, body: &mut Element<'_, '_>) {
                 }
             }
         }
+        PixelPlacement::Omitted => {}
         PixelPlacement::BodyEnd => {
             if let Some(handlers) = body.end_tag_handlers() {
                 let state = Rc::clone(state);
@@ -248,10 +249,12 @@ fn on_text(state: &Rc<RefCell<State>>, chunk: &mut TextChunk<'_>) {
         html,
         placed,
         marker,
+        placement,
         ..
     } = &mut guard.pixel;
+    let omitted = *placement == PixelPlacement::Omitted;
     let replacement = marker.feed(chunk.as_str(), chunk.last_in_text_node(), |out| {
-        if placed.is_none() {
+        if placed.is_none() && !omitted {
             *placed = Some(PixelPosition::Marker);
             out.push_str(html);
         }

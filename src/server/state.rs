@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Durability, UnverifiedPolicy};
 use crate::events::{EventQueue, StatsReader};
-use crate::link::KeyRing;
+use crate::link::{KeyRing, LinkSigner};
 
 use super::client_ip::ClientIpPolicy;
 use super::event_budget::EventBudget;
@@ -38,7 +38,11 @@ pub struct Limits {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) ring: KeyRing,
+    pub(crate) ring: Arc<KeyRing>,
+    /// Signs the rewrite API's links with the same ring, for `tracking.base_url`.
+    pub(crate) signer: LinkSigner,
+    /// `tracking.max_links`, for the rewrite API.
+    pub(crate) max_links: usize,
     pub(crate) unverified: UnverifiedPolicy,
     pub(crate) client_ip: ClientIpPolicy,
     pub(crate) limits: Limits,
@@ -84,8 +88,14 @@ impl State {
             None => Durability::Batch,
         };
         let server = &config.server;
+        let ring = Arc::new(ring);
+        let signer = LinkSigner::new(&config.tracking.base_url, Arc::clone(&ring))
+            // Config validation signed with this base URL already (config::Config::load).
+            .expect("tracking.base_url was checked when the config was validated");
         let shared = Shared {
             ring,
+            signer,
+            max_links: config.tracking.max_links,
             unverified: config.tracking.unverified,
             client_ip: ClientIpPolicy {
                 trusted_proxies: server.trusted_proxies.clone(),

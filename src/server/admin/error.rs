@@ -54,6 +54,19 @@ pub enum AdminError {
     /// was wrong with it (a route's own validation).
     #[error("{0}")]
     BadRequest(String),
+    /// The request is well-formed, but what it holds cannot be done: a MIME message that is
+    /// malformed or DKIM-signed, HTML the rewriter cannot rewrite safely. The message says
+    /// why, and `part` names the MIME part when there is one.
+    #[error("{message}")]
+    Unprocessable {
+        /// What was wrong, and where.
+        message: String,
+        /// The MIME part (IMAP number, `""` for the message itself), when it is about one.
+        part: Option<String>,
+    },
+    /// A bug: the handler failed (it panicked). Not caused by the request.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl AdminError {
@@ -66,17 +79,23 @@ impl AdminError {
             AdminError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             AdminError::BodyRead(_) | AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The answer: the status, `{"error": "<message>"}`, and the headers the status calls
-    /// for (`WWW-Authenticate` on 401, RFC 6750; `Allow` on 405; `Connection: close` when
-    /// the body was not read).
+    /// The answer: the status, `{"error": "<message>"}` (with `"part"` when a MIME part is
+    /// named), and the headers the status calls for (`WWW-Authenticate` on 401, RFC 6750;
+    /// `Allow` on 405; `Connection: close` when the body was not read).
     pub fn answer(&self) -> Answer {
-        let mut answer = json(
-            self.status(),
-            &serde_json::json!({ "error": self.to_string() }),
-        );
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let AdminError::Unprocessable {
+            part: Some(part), ..
+        } = self
+        {
+            body["part"] = serde_json::Value::from(part.as_str());
+        }
+        let mut answer = json(self.status(), &body);
         let headers = answer.headers_mut();
         match self {
             AdminError::MissingToken => {

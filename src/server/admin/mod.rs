@@ -1,7 +1,7 @@
 //! The admin listener: the home of every operator and API route, on an address of its own
 //! (`[admin] listen`, loopback by default), apart from the public listeners that mail
-//! clients reach. It serves `/metrics` now; the rewrite API (`/v1/…`) goes here too, each a
-//! line in [`router::ROUTES`]. `mailtrack notify` runs the same listener with its own routes.
+//! clients reach. It serves `/metrics` and the rewrite API (`/v1/…`, [`api`]), each a line
+//! in [`router::ROUTES`]. `mailtrack notify` runs the same listener with its own routes.
 //!
 //! Beyond loopback a bearer token guards it ([`auth`]). Every answer it cannot give is JSON,
 //! `{"error": "..."}` ([`AdminError`]). A route gets its request with the body already read,
@@ -25,6 +25,7 @@
 //! - [`body`]: reading a body whole, bounded in size and time.
 //! - [`error`]: the JSON errors.
 //! - `operator`: the operators' routes (`/metrics`).
+//! - [`api`]: the rewrite API (`/v1/rewrite/html`, `/v1/rewrite/mime`, `/v1/links/…`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ use super::state::State;
 use super::ServerError;
 use crate::config::{AdminConfig, AdminToken};
 
+pub mod api;
 pub mod auth;
 pub mod body;
 pub mod error;

@@ -17,7 +17,7 @@ use hyper::{Method, Request};
 use super::auth::authorize;
 use super::body::{read_bounded, BODY_READ_TIMEOUT};
 use super::error::AdminError;
-use super::{operator, AdminContext, AdminSite};
+use super::{api, operator, AdminContext, AdminSite};
 use crate::server::routes::Answer;
 use crate::server::State;
 
@@ -49,12 +49,38 @@ pub struct Route<S> {
 }
 
 /// Every operator and API route of serve's listener.
-pub static ROUTES: &[Route<State>] = &[Route {
-    method: Method::GET,
-    path: "/metrics",
-    name: "metrics",
-    handler: operator::metrics,
-}];
+pub static ROUTES: &[Route<State>] = &[
+    Route {
+        method: Method::GET,
+        path: "/metrics",
+        name: "metrics",
+        handler: operator::metrics,
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/rewrite/html",
+        name: "rewrite_html",
+        handler: api::rewrite_html,
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/rewrite/mime",
+        name: "rewrite_mime",
+        handler: api::rewrite_mime,
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/links/click",
+        name: "links_click",
+        handler: api::links::click,
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/links/open",
+        name: "links_open",
+        handler: api::links::open,
+    },
+];
 
 /// Answers `request`, and counts the answer.
 pub(crate) async fn answer<S: AdminSite>(

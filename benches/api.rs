@@ -1,0 +1,164 @@
+//! The rewrite API's throughput beside the library call it wraps, in the same run: 8
+//! clients posting the 100 KB newsletter to `POST /v1/rewrite/html` on an in-process admin
+//! listener (keep-alive, one connection each), against 8 threads calling `rewrite_str` on the
+//! same document. The goal is at least 0.8 of the library's messages a second.
+//!
+//! The clients run in the same process and on the same cores as the server, as a sender's
+//! process beside a local mailtrack would; their request JSON is built once, and answers are
+//! read whole but not parsed. The API's cost is then HTTP, the JSON in and out, and the hop to
+//! the blocking pool.
+//!
+//! Run with `cargo bench --bench api`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use mailtrack::events::{EventQueue, EventReceiver};
+use mailtrack::link::MessageId;
+use mailtrack::rewrite::{rewrite_str, RewriteOptions};
+use mailtrack::server::{self, State};
+use mailtrack::testing::{fixed_ring, fixed_signer};
+use mailtrack::Config;
+
+/// Concurrent clients, and library threads.
+const CLIENTS: usize = 8;
+/// How long each timed run lasts.
+const RUN: Duration = Duration::from_secs(2);
+/// Timed runs of each, alternating; the best of each is reported.
+const RUNS: usize = 3;
+/// Article blocks added to the template (as in `benches/rewrite.rs`): about 100 KB.
+const ARTICLES: usize = 50;
+
+fn main() {
+    let html = String::from_utf8(newsletter()).unwrap();
+    println!("newsletter: {} bytes, {CLIENTS} clients", html.len());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The benchmark makes no events; the queue's receiver is held so the queue stays open.
+    let (admin, _events) = runtime.block_on(start_server());
+    let body = Bytes::from(serde_json::json!({ "message_id": "news-1", "html": html }).to_string());
+    let (mut library, mut api) = (0.0f64, 0.0f64);
+    for _ in 0..RUNS {
+        library = library.max(library_rate(&html));
+        api = api.max(runtime.block_on(api_rate(admin, body.clone())));
+    }
+    println!("library rewrite_str, {CLIENTS} threads: {library:8.1} messages/s");
+    println!("API /v1/rewrite/html, {CLIENTS} clients: {api:8.1} messages/s");
+    println!("API / library: {:.2} (goal >= 0.80)", api / library);
+}
+
+/// Serve on port 0 with the fixed key ring, as the tests do; returns the admin address and
+/// the event queue's receiver.
+async fn start_server() -> (SocketAddr, EventReceiver) {
+    let text = "[keys]\nfile = \"keys.toml\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                [server]\nhttp = \"127.0.0.1:0\"\n";
+    let config = Config::from_toml(text, Path::new("bench.toml")).unwrap();
+    let listeners = server::bind(&config, None).await.unwrap();
+    let admin = listeners.admin.local_addr().unwrap();
+    let (queue, events) = EventQueue::bounded(1024);
+    let state = State::new(&config, fixed_ring(), queue);
+    tokio::spawn(server::run(listeners, state, std::future::pending()));
+    (admin, events)
+}
+
+/// Messages a second from `CLIENTS` threads calling `rewrite_str` for `RUN`.
+fn library_rate(html: &str) -> f64 {
+    let options = RewriteOptions::new(fixed_signer(), MessageId::new("news-1").unwrap());
+    let done = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..CLIENTS {
+            scope.spawn(|| {
+                while start.elapsed() < RUN {
+                    std::hint::black_box(rewrite_str(html, &options).unwrap());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Messages a second from `CLIENTS` keep-alive clients posting `body` for `RUN`.
+async fn api_rate(admin: SocketAddr, body: Bytes) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (done, stop, body) = (Arc::clone(&done), Arc::clone(&stop), body.clone());
+        clients.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            while !stop.load(Ordering::Relaxed) {
+                let request = Request::post("/v1/rewrite/html")
+                    .header("host", "admin")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let answer = sender.send_request(request).await.unwrap();
+                assert_eq!(answer.status(), 200);
+                std::hint::black_box(answer.into_body().collect().await.unwrap().to_bytes());
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(RUN).await;
+    stop.store(true, Ordering::Relaxed);
+    let counted = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    for client in clients {
+        client.await.unwrap();
+    }
+    counted
+}
+
+/// A MailChimp template with [`ARTICLES`] article blocks before `</body>`, the newsletter
+/// of `benches/rewrite.rs`.
+fn newsletter() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/corpus/emails/mailchimp/simple-basic.html"
+    );
+    let template = std::fs::read_to_string(path).unwrap();
+    let body_end = template.rfind("</body>").unwrap();
+    let mut html = template[..body_end].to_owned();
+    for i in 0..ARTICLES {
+        html.push_str(&article(i));
+    }
+    html.push_str(&template[body_end..]);
+    html.into_bytes()
+}
+/// One article block: a heading link, an image link and a "read more" button.
+fn article(i: usize) -> String {
+    let utm = format!(
+        "utm_source=newsletter&amp;utm_medium=email&amp;utm_campaign=spring&amp;utm_content=a{i}"
+    );
+    format!(
+        r#"
+<table border="0" cellpadding="0" cellspacing="0" width="600" class="article" style="border-collapse:collapse;">
+  <tr>
+    <td valign="top" style="padding:18px 18px 9px;font-family:Helvetica,Arial,sans-serif;font-size:14px;line-height:150%;color:#505050;">
+      <h2 style="margin:0;font-size:22px;"><a href="https://news.example.com/2024/04/article-{i}?{utm}" target="_blank" style="color:#202020;text-decoration:none;">Article {i}: what changed this spring, and why it matters to you</a></h2>
+      <a href="https://news.example.com/2024/04/article-{i}?{utm}&amp;utm_term=image" target="_blank"><img src="https://cdn.example.com/images/article-{i}.jpg" width="564" alt="Article {i}" style="max-width:564px;display:inline !important;border:0;height:auto;"></a>
+      <p style="margin:10px 0;padding:0;">Lorem ipsum dolor sit amet, consectetur adipiscing elit &mdash; sed do eiusmod tempor. Caf&eacute; cr&egrave;me, na&iuml;ve fa&ccedil;ade: ünïcödé.</p>
+      <table border="0" cellpadding="0" cellspacing="0" style="border-collapse:separate !important;border-radius:3px;background-color:#2BAADF;">
+        <tr><td align="center" valign="middle" style="font-family:Arial;font-size:16px;padding:15px;">
+          <a class="button" href="https://news.example.com/2024/04/article-{i}?{utm}&amp;utm_term=button" target="_blank" style="font-weight:bold;letter-spacing:normal;line-height:100%;text-align:center;text-decoration:none;color:#FFFFFF;">Read more</a>
+        </td></tr>
+      </table>
+    </td>
+  </tr>
+</table>
+"#
+    )
+}

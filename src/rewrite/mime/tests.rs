@@ -1,0 +1,123 @@
+//! The MIME rewriter on small messages made here; the corpus of real-shaped messages is in
+//! `tests/rewrite_mime.rs`.
+
+use super::*;
+use crate::link::{MessageId, SendTime};
+use crate::rewrite::{rewrite_str, RewriteOptions};
+
+/// Options with a fixed send time, so that two rewrites of one message are the same.
+fn options() -> RewriteOptions {
+    let mut options = RewriteOptions::new(
+        crate::testing::fixed_signer(),
+        MessageId::new("m-1").unwrap(),
+    );
+    options.send_time = SendTime::from_unix_seconds(1_796_227_200).unwrap();
+    options
+}
+
+const ALTERNATIVE: &str = "From: a@example.com\r\n\
+    Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+    preamble\r\n\
+    --b\r\nContent-Type: text/plain\r\n\r\nhttps://example.com/\r\n\
+    --b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+    <body><a href=\"https://example.com/\">Go</a></body>\r\n\
+    --b--\r\nepilogue\r\n";
+
+#[test]
+fn the_html_part_is_rewritten_and_the_rest_kept() {
+    let rewritten = rewrite_mime(ALTERNATIVE.as_bytes(), &options()).unwrap();
+    let html = "<body><a href=\"https://example.com/\">Go</a></body>";
+    let expected = rewrite_str(html, &options()).unwrap();
+    let output = String::from_utf8(rewritten.message).unwrap();
+    assert_eq!(output, ALTERNATIVE.replace(html, &expected.html));
+    assert_eq!(rewritten.report.html_parts.len(), 1);
+    assert_eq!(rewritten.report.html_parts[0].part.number(), "2");
+    assert_eq!(rewritten.report.pixel_part.as_ref().unwrap().number(), "2");
+}
+
+#[test]
+fn only_one_part_gets_the_pixel() {
+    let message = ALTERNATIVE.replace(
+        "--b--",
+        "--b\r\nContent-Type: text/html\r\n\r\n<body>{{ses:openTracker}}<a href=\"https://b.example/\">B</a></body>\r\n--b--",
+    );
+    let rewritten = rewrite_mime(message.as_bytes(), &options()).unwrap();
+    let output = String::from_utf8(rewritten.message).unwrap();
+    assert_eq!(output.matches("/CI0/").count(), 1, "{output}");
+    assert!(!output.contains("{{ses:openTracker}}"), "{output}");
+    assert_eq!(rewritten.report.tracked(), 2);
+    assert_eq!(rewritten.report.pixel_part.unwrap().number(), "3");
+}
+
+#[test]
+fn a_signed_message_is_refused() {
+    let message = format!("DKIM-Signature: v=1; d=example.com\r\n{ALTERNATIVE}");
+    let error = rewrite_mime(message.as_bytes(), &options()).unwrap_err();
+    assert!(matches!(error, MimeError::DkimSigned), "{error}");
+    assert!(error
+        .to_string()
+        .contains("rewrite the message first, then sign it"));
+}
+
+#[test]
+fn malformed_structure_names_the_part() {
+    let unclosed = ALTERNATIVE.replace("--b--", "--c--");
+    let error = rewrite_mime(unclosed.as_bytes(), &options()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the message: multipart/alternative: the closing delimiter `--b--` is missing"
+    );
+    let nested = "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\
+        Content-Type: multipart/related\r\n\r\nx\r\n--o--\r\n";
+    let error = rewrite_mime(nested.as_bytes(), &options()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "MIME part 1: multipart/related has no boundary parameter"
+    );
+    assert_eq!(error.part().unwrap().number(), "1");
+    let error = rewrite_mime(b"<html>not mail</html>", &options()).unwrap_err();
+    assert!(matches!(error, MimeError::Malformed { .. }), "{error}");
+}
+
+#[test]
+fn deep_nesting_is_bounded() {
+    let mut message = "Content-Type: text/plain\r\n\r\nx".to_owned();
+    for depth in 0..=DEFAULT_MAX_MIME_DEPTH {
+        message = format!(
+            "Content-Type: multipart/mixed; boundary=b{depth}\r\n\r\n--b{depth}\r\n{message}\r\n--b{depth}--\r\n"
+        );
+    }
+    let error = rewrite_mime(message.as_bytes(), &options()).unwrap_err();
+    assert!(error.to_string().contains("nest deeper than 32"), "{error}");
+}
+
+#[test]
+fn parts_it_cannot_write_are_passed_through_and_reported() {
+    let message: &[u8] = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+        --b\r\nContent-Type: text/html; charset=utf-16\r\n\r\n<a href=\"https://a.example/\">a</a>\r\n\
+        --b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\xff<a href=\"https://a.example/\">a</a>\r\n\
+        --b\r\nContent-Type: text/html; charset=x-unknown\r\n\r\n<a href=\"https://a.example/\">a</a>\r\n\
+        --b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!\r\n\
+        --b--\r\n";
+    let rewritten = rewrite_mime(message, &options()).unwrap();
+    assert_eq!(rewritten.message, message);
+    let reasons: Vec<String> = rewritten
+        .report
+        .html_parts
+        .iter()
+        .map(|part| match &part.outcome {
+            PartOutcome::Untouched { reason } => reason.to_string(),
+            PartOutcome::Rewritten { .. } => "rewritten".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "charset UTF-16LE is not ASCII-compatible, so it is not rewritten",
+            "its bytes are not valid UTF-8",
+            "unknown charset \"x-unknown\"",
+            "its base64 does not decode: Invalid symbol 33, offset 0.",
+        ]
+    );
+    assert_eq!(rewritten.report.pixel_part, None);
+}
