@@ -9,6 +9,8 @@
 //! - the user's own files: one prefix, or address, a line; anything after a comma is
 //!   ignored, so Apple's format reads too; `#` starts a comment.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,22 +91,18 @@ impl NetworkList {
         certainty: Certainty,
         prefixes: impl IntoIterator<Item = IpNet>,
     ) -> NetworkList {
-        let mut v4 = PrefixSet::new();
-        let mut v6 = PrefixSet::new();
-        for prefix in prefixes {
-            match prefix.trunc() {
-                IpNet::V4(net) => v4.insert(net),
-                IpNet::V6(net) => v6.insert(net),
-            };
-        }
-        NetworkList {
+        let mut list = NetworkList {
             name: name.into(),
             signal: format!("list:{name}").into(),
             kind,
             certainty,
-            v4,
-            v6,
+            v4: PrefixSet::new(),
+            v6: PrefixSet::new(),
+        };
+        for prefix in prefixes {
+            list.insert(prefix);
         }
+        list
     }
 
     /// Microsoft EOP's ranges, a certain scanner list.
@@ -121,31 +119,50 @@ impl NetworkList {
         )
     }
 
-    /// The list in `file`, read now.
+    /// The list in `file`, read now, a line at a time: a 300,000-line list is never held
+    /// whole in memory beside its tries.
     pub fn load(
         name: &str,
         file: &Path,
         kind: ListKind,
         certainty: Certainty,
     ) -> Result<NetworkList, ListError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ListError::Read {
+        let read_error = |source| ListError::Read {
             name: name.to_owned(),
             file: file.to_owned(),
             source,
-        })?;
-        let prefixes = parse_prefixes(&text).map_err(|(line, text)| ListError::Line {
-            name: name.to_owned(),
-            file: file.to_owned(),
-            line,
-            text,
-        })?;
-        if prefixes.is_empty() {
+        };
+        let reader = BufReader::new(File::open(file).map_err(read_error)?);
+        let mut list = NetworkList::new(name, kind, certainty, []);
+        for (number, line) in reader.lines().enumerate() {
+            let line = line.map_err(read_error)?;
+            match parse_line(&line) {
+                Ok(None) => {}
+                Ok(Some(prefix)) => list.insert(prefix),
+                Err(text) => {
+                    return Err(ListError::Line {
+                        name: name.to_owned(),
+                        file: file.to_owned(),
+                        line: number + 1,
+                        text,
+                    })
+                }
+            }
+        }
+        if list.is_empty() {
             return Err(ListError::Empty {
                 name: name.to_owned(),
                 file: file.to_owned(),
             });
         }
-        Ok(NetworkList::new(name, kind, certainty, prefixes))
+        Ok(list)
+    }
+
+    fn insert(&mut self, prefix: IpNet) {
+        match prefix.trunc() {
+            IpNet::V4(net) => self.v4.insert(net),
+            IpNet::V6(net) => self.v6.insert(net),
+        };
     }
 
     /// Whether `ip` is in a prefix of the list.
@@ -179,26 +196,32 @@ impl NetworkList {
 pub fn parse_prefixes(text: &str) -> Result<Vec<IpNet>, (usize, String)> {
     let mut prefixes = Vec::new();
     for (number, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("");
-        let field = line.split(',').next().unwrap_or("").trim();
-        if field.is_empty() {
-            continue;
-        }
-        let prefix = field
-            .parse::<IpNet>()
-            .or_else(|_| field.parse::<IpAddr>().map(IpNet::from));
-        match prefix {
-            Ok(prefix) => prefixes.push(prefix),
-            Err(_) => {
-                let mut end = field.len().min(64);
-                while !field.is_char_boundary(end) {
-                    end -= 1;
-                }
-                return Err((number + 1, field[..end].to_owned()));
-            }
+        match parse_line(line) {
+            Ok(prefix) => prefixes.extend(prefix),
+            Err(text) => return Err((number + 1, text)),
         }
     }
     Ok(prefixes)
+}
+
+/// One line: its prefix (the first comma-separated field, an address as a /32 or /128),
+/// nothing for a blank or comment line, or what the field held (cut to 64 bytes).
+fn parse_line(line: &str) -> Result<Option<IpNet>, String> {
+    let line = line.split('#').next().unwrap_or("");
+    let field = line.split(',').next().unwrap_or("").trim();
+    if field.is_empty() {
+        return Ok(None);
+    }
+    let prefix = field
+        .parse::<IpNet>()
+        .or_else(|_| field.parse::<IpAddr>().map(IpNet::from));
+    prefix.map(Some).map_err(|_| {
+        let mut end = field.len().min(64);
+        while !field.is_char_boundary(end) {
+            end -= 1;
+        }
+        field[..end].to_owned()
+    })
 }
 
 #[cfg(test)]

@@ -241,9 +241,9 @@ impl From<Event> for EncodedEvent {
     }
 }
 
-/// Room for an event's JSON besides its link: a click with a browser's `User-Agent` is
-/// about 450 bytes, so most events are written without the buffer growing.
-const ENCODED_EVENT_BYTES: usize = 512;
+/// Room for an event's JSON besides its link: a click with a browser's `User-Agent` and a
+/// verdict is about 520 bytes, so most events are written without the buffer growing.
+const ENCODED_EVENT_BYTES: usize = 640;
 
 /// Writes the JSON of the event for `link` and `facts` into `out`, in the shape and field
 /// order of [`Event`]'s `Serialize`, and returns its type.
