@@ -269,6 +269,8 @@ fn facts(at: SystemTime) -> RequestFacts<'static> {
         tracking_domain: "track.example.com",
         method: "GET",
         received: at,
+        verdict: None,
+        seconds_since_send: None,
     }
 }
 

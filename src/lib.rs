@@ -41,11 +41,15 @@
 //!   disk spool, and a stream consumer (`events tail`).
 //! - [`notify`]: delivering events to subscribers: rules, Standard Webhooks signatures, the
 //!   retry schedule (growing with `mailtrack notify`).
+//! - [`classify`]: people, proxies and machines: the verdict on every open and click, from
+//!   user-agent patterns, network lists (Apple's egress, Microsoft EOP, the user's), `HEAD`
+//!   and prefetch headers, bursts and the time since sending.
 //! - [`rewrite`]: the HTML rewriter: tracked links, the open pixel, and the report of what was
 //!   left untracked and why; whole MIME messages ([`rewrite::mime`]).
 //! - [`testing`]: a fixed key ring, link manglings and fuzz properties, for tests, fuzzers and
 //!   benchmarks.
 
+pub mod classify;
 pub mod config;
 pub mod events;
 pub mod link;

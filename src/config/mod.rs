@@ -7,7 +7,7 @@
 //! copy had been named.
 //!
 //! Each section has its own file: [`server`], [`admin`], [`tls`], [`log`], [`events`],
-//! [`notify`].
+//! [`notify`], [`classify`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use url::Url;
 use crate::link::{describe_toml_error, KeyRing, KeyRingError, LinkSigner};
 
 pub mod admin;
+pub mod classify;
 pub mod events;
 pub mod log;
 pub mod notify;
@@ -26,6 +27,7 @@ pub mod server;
 pub mod tls;
 
 pub use admin::{AdminConfig, AdminToken};
+pub use classify::{Certainty, ClassifyConfig, ListConfig, ListKind};
 pub use events::{Durability, EventsConfig, RotatedRetention, SinkKind};
 pub use log::{LogConfig, LogFormat};
 pub use notify::NotifyConfig;
@@ -84,6 +86,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// Whom `mailtrack notify` delivers them to (`[notify]`).
     pub notify: NotifyConfig,
+    /// What `serve`'s classifier reads (`[classify]`).
+    pub classify: ClassifyConfig,
 }
 
 /// `[tracking]`: how links are written.
@@ -161,6 +165,8 @@ struct RawConfig {
     events: events::RawEvents,
     #[serde(default)]
     notify: notify::RawNotify,
+    #[serde(default)]
+    classify: classify::RawClassify,
 }
 
 #[derive(Deserialize, Default)]
@@ -231,6 +237,7 @@ impl Config {
         let log = raw.log.validate().map_err(refused)?;
         let events = raw.events.validate(folder).map_err(refused)?;
         let notify = raw.notify.validate(folder).map_err(refused)?;
+        let classify = raw.classify.validate(folder).map_err(refused)?;
         admin::require_token_beyond_loopback(
             "notify.admin_listen",
             notify.admin_listen,
@@ -261,6 +268,7 @@ impl Config {
             log,
             events,
             notify,
+            classify,
         };
         // A base URL the signer refuses is a config error, found before anything runs.
         if let Err(e) = LinkSigner::new(&config.tracking.base_url, Arc::new(empty_ring())) {

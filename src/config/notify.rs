@@ -153,6 +153,22 @@ pub struct RuleConfig {
     pub event_types: BTreeSet<String>,
     /// For each tag named, the values wanted: the event must carry the tag with one of them.
     pub tags: BTreeMap<String, BTreeSet<String>>,
+    /// What to do with events the classifier judged a machine's (`machines`).
+    pub machines: MachineFilter,
+}
+
+/// An endpoint's `machines`: whether events the classifier judged a machine's
+/// (`mailtrack.verdict.class` `machine_open` or `machine_click`) are delivered. Proxy opens
+/// are people's and count as such; an event with no verdict counts as a person's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MachineFilter {
+    /// Every event, machine or not: the default, so that no endpoint loses events it had.
+    #[default]
+    Include,
+    /// Only events not judged a machine's.
+    Exclude,
+    /// Only events judged a machine's (to study them, or to bill scanners apart).
+    Only,
 }
 
 /// Where an endpoint's events go.
@@ -288,6 +304,7 @@ struct RawEndpoint {
     events: Vec<String>,
     #[serde(default)]
     tags: BTreeMap<String, Vec<String>>,
+    machines: Option<String>,
     url: Option<String>,
     secrets_file: Option<PathBuf>,
     format: Option<String>,
@@ -441,7 +458,20 @@ impl RawEndpoint {
             }
             tags.insert(tag.clone(), values.iter().cloned().collect());
         }
-        Ok(RuleConfig { event_types, tags })
+        let machines = match self.machines.as_deref() {
+            None | Some("include") => MachineFilter::Include,
+            Some("exclude") => MachineFilter::Exclude,
+            Some("only") => MachineFilter::Only,
+            Some(other) => {
+                let message = format!("{other:?} is not \"include\", \"exclude\" or \"only\"");
+                return Err(("notify.endpoint.machines", message));
+            }
+        };
+        Ok(RuleConfig {
+            event_types,
+            tags,
+            machines,
+        })
     }
 
     fn stream_receiver(&self) -> Result<ReceiverConfig, Refusal> {

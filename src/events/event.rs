@@ -7,8 +7,12 @@
 //!  "click":{"ipAddress":"192.0.2.1","timestamp":"2026-11-23T04:19:05.123Z",
 //!           "userAgent":"Mozilla/5.0 …","link":"https://example.com/","linkTags":{"k":["v"]}},
 //!  "mailtrack":{"eventId":"019a…","trackingDomain":"track.example.com","method":"GET",
-//!               "repair":"as_received"}}
+//!               "repair":"as_received",
+//!               "verdict":{"class":"person","certainty":"probable","signals":[]}}}
 //! ```
+//!
+//! `mailtrack.verdict` is the classifier's (`crate::classify`); `mailtrack.secondsSinceSend`
+//! is there when the link carries its send time.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -106,6 +110,34 @@ pub struct Extras {
     pub method: String,
     /// Which repair recovered the link (see `VerifiedLink::repair_label`).
     pub repair: String,
+    /// Who made the request, as the classifier judged it when the event was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<EventVerdict>,
+    /// Seconds from the send time to the request, when the link carries the send time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_since_send: Option<u64>,
+}
+
+/// `mailtrack.verdict`: who made the request (see `crate::classify::verdict`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventVerdict {
+    /// `person`, `proxy_open`, `machine_open` or `machine_click`.
+    pub class: String,
+    /// `certain` or `probable`.
+    pub certainty: String,
+    /// The signals behind it, such as `ua:curl` or `list:microsoft_eop`.
+    pub signals: Vec<String>,
+}
+
+/// A verdict as the request handler hands it to the event, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct VerdictFacts<'a> {
+    /// The class's name.
+    pub class: &'a str,
+    /// The certainty's name.
+    pub certainty: &'a str,
+    /// The signals' names.
+    pub signals: &'a [&'a str],
 }
 
 /// What the proxy knows about the request, besides the link.
@@ -121,6 +153,10 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     /// When the request arrived.
     pub received: SystemTime,
+    /// The classifier's verdict; `None` where nothing classified the request.
+    pub verdict: Option<VerdictFacts<'a>>,
+    /// Seconds from the send time to the request, when known.
+    pub seconds_since_send: Option<u64>,
 }
 
 impl Event {
@@ -214,9 +250,9 @@ impl From<Event> for EncodedEvent {
     }
 }
 
-/// Room for an event's JSON besides its link: a click with a browser's `User-Agent` is
-/// about 450 bytes, so most events are written without the buffer growing.
-const ENCODED_EVENT_BYTES: usize = 512;
+/// Room for an event's JSON besides its link: a click with a browser's `User-Agent` and a
+/// verdict is about 520 bytes, so most events are written without the buffer growing.
+const ENCODED_EVENT_BYTES: usize = 640;
 
 /// Writes the JSON of the event for `link` and `facts` into `out`, in the shape and field
 /// order of [`Event`]'s `Serialize`, and returns its type.
@@ -283,7 +319,27 @@ fn write_event(
     out.extend_from_slice(br#","repair":""#);
     // Repair labels are fixed lower-case words.
     out.extend_from_slice(link.repair_label().as_bytes());
-    out.extend_from_slice(b"\"}}");
+    out.push(b'"');
+    if let Some(verdict) = &facts.verdict {
+        out.extend_from_slice(br#","verdict":{"class":"#);
+        write_string(out, verdict.class);
+        out.extend_from_slice(br#","certainty":"#);
+        write_string(out, verdict.certainty);
+        out.extend_from_slice(br#","signals":["#);
+        for (i, signal) in verdict.signals.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_string(out, signal);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    if let Some(seconds) = facts.seconds_since_send {
+        out.extend_from_slice(br#","secondsSinceSend":"#);
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{seconds}");
+    }
+    out.extend_from_slice(b"}}");
     event_type
 }
 
@@ -373,6 +429,8 @@ mod tests {
             tracking_domain: "track.example.com",
             method: "GET",
             received: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123),
+            verdict: None,
+            seconds_since_send: None,
         }
     }
 
@@ -450,6 +508,12 @@ mod tests {
         let mail_client = RequestFacts {
             client_ip: "2001:db8::7".parse().unwrap(),
             user_agent: "Mail \"Client\"\t/ 1.0 \u{e9}",
+            verdict: Some(VerdictFacts {
+                class: "machine_click",
+                certainty: "certain",
+                signals: &["ua:curl", "list:my \"list\""],
+            }),
+            seconds_since_send: Some(42),
             ..facts()
         };
         let encoded = EncodedEvent::new(&link, &mail_client);
@@ -463,6 +527,10 @@ mod tests {
         assert_eq!(click.ip_address, "2001:db8::7");
         assert_eq!(click.link_tags, tags.to_map());
         assert_eq!(click.link_tags["lang"], ["en", "fr"]);
+        let verdict = owned.mailtrack.verdict.unwrap();
+        assert_eq!(verdict.class, "machine_click");
+        assert_eq!(verdict.signals, ["ua:curl", "list:my \"list\""]);
+        assert_eq!(owned.mailtrack.seconds_since_send, Some(42));
 
         // An open, from an address with every width of octet.
         let open = verified(&fixed_signer().open_url(&id));

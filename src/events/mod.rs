@@ -45,7 +45,7 @@ pub mod tail;
 pub mod writer;
 
 pub use commit::{Commit, CommitError};
-pub use event::{EncodedEvent, Event, EventType, RequestFacts};
+pub use event::{EncodedEvent, Event, EventType, EventVerdict, RequestFacts, VerdictFacts};
 pub use pipeline::{EventPipeline, PipelineError, PipelineHandle};
 pub use stats::{StatsReader, StatsSnapshot};
 
@@ -243,6 +243,8 @@ mod tests {
             tracking_domain: "t",
             method: "GET",
             received: std::time::SystemTime::now(),
+            verdict: None,
+            seconds_since_send: None,
         };
         Event::new(&link, &facts)
     }

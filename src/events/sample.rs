@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::event::{Click, Extras, Mail, Open};
+use super::event::{Click, EventVerdict, Extras, Mail, Open};
 use super::{Event, EventType};
 
 /// An open of `message_id`, as a desktop mail client sends it.
@@ -56,5 +56,11 @@ fn extras() -> Extras {
         tracking_domain: "track.example.com".to_owned(),
         method: "GET".to_owned(),
         repair: "as_received".to_owned(),
+        verdict: Some(EventVerdict {
+            class: "person".to_owned(),
+            certainty: "probable".to_owned(),
+            signals: Vec::new(),
+        }),
+        seconds_since_send: None,
     }
 }

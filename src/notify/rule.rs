@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use crate::config::notify::RuleConfig;
+use crate::config::notify::{MachineFilter, RuleConfig};
 
 /// Which events an endpoint wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,9 @@ pub enum Condition {
         /// The values wanted.
         values: BTreeSet<String>,
     },
+    /// The classifier's verdict is a machine's (`Only`), or is not (`Exclude`). `Include`
+    /// makes no condition.
+    Machines(MachineFilter),
 }
 
 /// What a rule reads of an event.
@@ -79,12 +82,29 @@ pub struct ClickFacts {
 pub struct ExtraFacts {
     /// The event's unique id.
     pub event_id: String,
+    /// The classifier's verdict, when the event has one.
+    #[serde(default)]
+    pub verdict: Option<VerdictFacts>,
+}
+
+/// What a rule reads of `mailtrack.verdict`.
+#[derive(Debug, Deserialize)]
+pub struct VerdictFacts {
+    /// `person`, `proxy_open`, `machine_open` or `machine_click`.
+    pub class: String,
 }
 
 impl EventFacts {
     /// Reads the facts from an event's JSON.
     pub fn parse(json: &str) -> Result<EventFacts, serde_json::Error> {
         serde_json::from_str(json)
+    }
+
+    /// Whether the classifier judged it a machine's; an event with no verdict (made before
+    /// the classifier, or by another producer) is not.
+    fn is_machine(&self) -> bool {
+        let class = self.mailtrack.verdict.as_ref().map(|v| v.class.as_str());
+        matches!(class, Some("machine_open" | "machine_click"))
     }
 
     /// The values of `tag`, from the link's tags and the message's.
@@ -101,6 +121,9 @@ impl Condition {
         match self {
             Condition::EventType(types) => types.contains(&event.event_type),
             Condition::Tag { tag, values } => event.tag_values(tag).any(|v| values.contains(v)),
+            Condition::Machines(MachineFilter::Include) => true,
+            Condition::Machines(MachineFilter::Exclude) => !event.is_machine(),
+            Condition::Machines(MachineFilter::Only) => event.is_machine(),
         }
     }
 }
@@ -113,6 +136,9 @@ impl Rule {
             tag: tag.clone(),
             values: values.clone(),
         }));
+        if config.machines != MachineFilter::Include {
+            conditions.push(Condition::Machines(config.machines));
+        }
         Rule { conditions }
     }
 
@@ -138,6 +164,7 @@ mod tests {
                     ((*tag).to_owned(), values)
                 })
                 .collect(),
+            machines: MachineFilter::Include,
         })
     }
 
@@ -186,6 +213,45 @@ mod tests {
             "mailtrack":{"eventId":"e3"}}"#;
         let spring = rule(&["Open"], &[("campaign", &["spring"])]);
         assert!(spring.matches(&EventFacts::parse(json).unwrap()));
+    }
+
+    fn with_verdict(class: &str) -> EventFacts {
+        let json = format!(
+            r#"{{"eventType":"Click","mailtrack":{{"eventId":"e4","verdict":{{"class":"{class}",
+            "certainty":"certain","signals":["ua:curl"]}}}}}}"#
+        );
+        EventFacts::parse(&json).unwrap()
+    }
+
+    #[test]
+    fn machines_include_exclude_only() {
+        let with = |machines| {
+            Rule::new(&RuleConfig {
+                event_types: BTreeSet::from(["Click".to_owned(), "Open".to_owned()]),
+                machines,
+                ..RuleConfig::default()
+            })
+        };
+        let (include, exclude, only) = (
+            with(MachineFilter::Include),
+            with(MachineFilter::Exclude),
+            with(MachineFilter::Only),
+        );
+        for class in ["machine_click", "machine_open"] {
+            let event = with_verdict(class);
+            assert!(include.matches(&event) && only.matches(&event), "{class}");
+            assert!(!exclude.matches(&event), "{class}");
+        }
+        for class in ["person", "proxy_open"] {
+            let event = with_verdict(class);
+            assert!(
+                include.matches(&event) && exclude.matches(&event),
+                "{class}"
+            );
+            assert!(!only.matches(&event), "{class}");
+        }
+        // No verdict: a person's.
+        assert!(exclude.matches(&open()) && !only.matches(&open()));
     }
 
     #[test]

@@ -22,6 +22,10 @@
 //!   at 0.
 //! - `mailtrack_admin_requests_total{route, status}`: every answer of the admin listener,
 //!   401s included.
+//! - `mailtrack_events_classified_total{event, class, certainty}`: recorded opens and clicks
+//!   by the classifier's verdict (`crate::classify`): `event` is `open` or `click`, `class`
+//!   `person`, `proxy_open`, `machine_open` or `machine_click`. Each series an event type can
+//!   have is there from the start, at 0.
 //!
 //! - From the events pipeline, read at scrape time: `mailtrack_events_delivered_total`,
 //!   `mailtrack_events_spooled_total`, `mailtrack_events_replayed_total`,
@@ -35,8 +39,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::classify::{Certainty, Class};
 use crate::events::StatsSnapshot;
-use crate::link::Repair;
+use crate::link::{LinkKind, Repair};
 
 /// The labels of `mailtrack_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +61,50 @@ struct RepairLabel {
     repair: &'static str,
 }
 
+/// The labels of `mailtrack_events_classified_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    event: &'static str,
+    class: &'static str,
+    certainty: &'static str,
+}
+
+/// Every series of `mailtrack_events_classified_total`, held directly (one per recorded
+/// event: as hot as `requests_total`): by event (open, click), class, certainty.
+#[derive(Debug)]
+struct VerdictCounters([[[Counter; 2]; 4]; 2]);
+
+impl VerdictCounters {
+    fn new(family: &Family<VerdictLabels, Counter>) -> VerdictCounters {
+        VerdictCounters(std::array::from_fn(|kind| {
+            std::array::from_fn(|class| {
+                std::array::from_fn(|certainty| {
+                    let (event, class) = (EVENTS[kind], Class::ALL[class]);
+                    let labels = VerdictLabels {
+                        event,
+                        class: class.as_str(),
+                        certainty: CERTAINTIES[certainty].as_str(),
+                    };
+                    // Shown from the start only where the event type can have the class.
+                    let possible = match class {
+                        Class::Person => true,
+                        Class::ProxyOpen | Class::MachineOpen => event == "open",
+                        Class::MachineClick => event == "click",
+                    };
+                    if possible {
+                        family.get_or_create(&labels).clone()
+                    } else {
+                        Counter::default()
+                    }
+                })
+            })
+        }))
+    }
+}
+
+const EVENTS: [&str; 2] = ["open", "click"];
+const CERTAINTIES: [Certainty; 2] = [Certainty::Probable, Certainty::Certain];
+
 /// The server's counters, shared by every connection.
 #[derive(Debug)]
 pub struct Metrics {
@@ -69,6 +118,7 @@ pub struct Metrics {
     connections_shed: Family<ReasonLabel, Counter>,
     connections_closed: Family<ReasonLabel, Counter>,
     admin_requests: Family<RequestLabels, Counter>,
+    classified: VerdictCounters,
     queue_depth: Gauge,
     pipeline: PipelineMetrics,
     hot: HotCounters,
@@ -206,6 +256,13 @@ impl Default for Metrics {
             drop(connections_closed.get_or_create(&ReasonLabel { reason }));
         }
         let queue_depth = Gauge::default();
+        let classified_family = Family::<VerdictLabels, Counter>::default();
+        let classified = VerdictCounters::new(&classified_family);
+        registry.register(
+            "events_classified",
+            "Recorded opens and clicks, by the classifier's verdict",
+            classified_family,
+        );
         registry.register(
             "requests",
             "Requests answered, by route and status",
@@ -275,6 +332,7 @@ impl Default for Metrics {
             budget_untracked,
             admin_requests,
             connections_closed,
+            classified,
             queue_depth,
             pipeline,
             hot,
@@ -343,6 +401,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a recorded open or click by its verdict.
+    pub fn classified(&self, kind: LinkKind, class: Class, certainty: Certainty) {
+        let kind = usize::from(kind == LinkKind::Click);
+        let class = Class::ALL.iter().position(|c| *c == class).unwrap_or(0);
+        let certainty = usize::from(certainty == Certainty::Certain);
+        self.classified.0[kind][class][certainty].inc();
+    }
+
     /// Counts a connection closed for what it did: `"flood"` or `"stalled"`.
     pub fn connection_closed(&self, reason: &'static str) {
         self.connections_closed
@@ -383,6 +449,7 @@ mod tests {
         metrics.connection_shed("max_connections_per_ip");
         metrics.admin_request("metrics", 401);
         metrics.connection_closed("flood");
+        metrics.classified(LinkKind::Click, Class::MachineClick, Certainty::Certain);
         let snapshot = StatsSnapshot {
             spooled: 5,
             dropped: 2,
@@ -435,6 +502,18 @@ mod tests {
         assert!(
             text.contains("mailtrack_connections_closed_total{reason=\"stalled\"} 0"),
             "a reason is shown before it first counts: {text}"
+        );
+        assert!(
+            text.contains("mailtrack_events_classified_total{event=\"click\",class=\"machine_click\",certainty=\"certain\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailtrack_events_classified_total{event=\"open\",class=\"machine_open\",certainty=\"probable\"} 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("event=\"click\",class=\"proxy_open\""),
+            "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
     }

@@ -29,8 +29,9 @@ use hyper::body::Body;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
+use crate::classify::{self, is_prefetch, Verdict, PREFETCH_HEADERS};
 use crate::config::{Durability, UnverifiedPolicy};
-use crate::events::{Commit, CommitError, EncodedEvent, QueueError, RequestFacts};
+use crate::events::{Commit, CommitError, EncodedEvent, QueueError, RequestFacts, VerdictFacts};
 use crate::link::{decode, Decoded, LinkKind, MessageId, VerifiedLink};
 
 use super::client_ip::LoggedIp;
@@ -249,12 +250,41 @@ fn record<B>(
         Spend::Untracked => shared.metrics.event_budget_untracked(),
     }
     let user_agent = user_agent(request.headers());
+    let user_agent = truncate(&user_agent, MAX_USER_AGENT);
+    let verdict = shared.classifier.as_ref().map(|classifier| {
+        let verdict = classifier.classify(&classify::RequestFacts {
+            kind: link.kind,
+            method: request.method().as_str(),
+            user_agent,
+            client_ip,
+            prefetch: announces_prefetch(request.headers()),
+            message_id: link.message_id.as_str(),
+            target: &link.target,
+            // Version 1 links carry no send time; version 2's is wired in when both meet.
+            seconds_since_send: None,
+            received,
+        });
+        shared
+            .metrics
+            .classified(link.kind, verdict.class, verdict.certainty);
+        verdict
+    });
+    let signals = verdict
+        .as_ref()
+        .map(Verdict::signal_names)
+        .unwrap_or_default();
     let facts = RequestFacts {
         client_ip,
-        user_agent: truncate(&user_agent, MAX_USER_AGENT),
+        user_agent,
         tracking_domain: &tracking_domain(request),
         method: request.method().as_str(),
         received,
+        verdict: verdict.as_ref().map(|verdict| VerdictFacts {
+            class: verdict.class.as_str(),
+            certainty: verdict.certainty.as_str(),
+            signals: &signals,
+        }),
+        seconds_since_send: None,
     };
     let event = EncodedEvent::new(&link, &facts);
     let offered = match shared.durability {
@@ -313,6 +343,14 @@ fn without_port(authority: &str) -> &str {
         Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
         _ => authority,
     }
+}
+
+/// Whether a header says the request is a prefetch (see [`classify::is_prefetch`]).
+fn announces_prefetch(headers: &HeaderMap) -> bool {
+    PREFETCH_HEADERS
+        .iter()
+        .filter_map(|name| headers.get(*name))
+        .any(|value| is_prefetch(value.as_bytes()))
 }
 
 /// Whether `headers` hold exactly one `Host`.

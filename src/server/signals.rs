@@ -1,10 +1,12 @@
 //! Process signals: SIGTERM and SIGINT stop the server gracefully; SIGHUP reloads the
-//! certificates.
+//! certificates and the classifier's lists.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
+
+use crate::classify::Classifier;
 
 use super::certificates::CertificateStore;
 
@@ -29,14 +31,18 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
-/// A future that reloads `store` on every SIGHUP, for as long as the process runs. A failed
-/// reload keeps the certificates in use and logs why. Without certificates SIGHUP is only
-/// logged: its default action would end the process.
+/// A future that reloads `store` and every list of `classifier` on every SIGHUP, for as
+/// long as the process runs. A failed reload keeps the certificates or the list in use and
+/// logs why. Without certificates that part is only logged: SIGHUP's default action would
+/// end the process.
 ///
 /// # Panics
 ///
 /// As [`shutdown_signal`], if the handler cannot be installed.
-pub fn reload_on_hangup(store: Option<Arc<CertificateStore>>) -> impl Future<Output = ()> {
+pub fn reload_on_hangup(
+    store: Option<Arc<CertificateStore>>,
+    classifier: Option<Arc<Classifier>>,
+) -> impl Future<Output = ()> {
     // As above: a start-up fault.
     let mut hangup = signal(SignalKind::hangup()).expect("installing the SIGHUP handler");
     async move {
@@ -44,6 +50,19 @@ pub fn reload_on_hangup(store: Option<Arc<CertificateStore>>) -> impl Future<Out
             match &store {
                 Some(store) => reload(store),
                 None => tracing::info!("SIGHUP: no certificates to reload"),
+            }
+            if let Some(classifier) = &classifier {
+                let classifier = Arc::clone(classifier);
+                // Reading a large list is blocking work. The pool is gone only at shutdown,
+                // when there is nothing left to reload for.
+                let reloaded = tokio::task::spawn_blocking(move || classifier.reload(true)).await;
+                if let Ok(done) = reloaded {
+                    tracing::info!(
+                        loaded = done.loaded,
+                        failed = done.failed,
+                        "SIGHUP: lists reloaded"
+                    );
+                }
             }
         }
     }

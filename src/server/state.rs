@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::classify::Classifier;
 use crate::config::{Config, Durability, UnverifiedPolicy};
 use crate::events::{EventQueue, StatsReader};
 use crate::link::{KeyRing, LinkSigner};
@@ -56,25 +57,38 @@ pub(crate) struct Shared {
     pub(crate) pipeline: Option<StatsReader>,
     /// Whether a request waits for its event's group commit before it is answered.
     pub(crate) durability: Durability,
+    /// Labels every recorded open and click: person, proxy or machine; `None` with
+    /// `[classify] enabled = false`.
+    pub(crate) classifier: Option<Arc<Classifier>>,
 }
 
 impl State {
     /// The state for `config`, verifying links with `ring` and handing events to `events`,
     /// whose other end the caller reads. Requests never wait for their events.
+    ///
+    /// The classifier's lists are read now; one that cannot be read is logged, and only the
+    /// built-in lists are used (`mailtrack serve` refuses to start instead).
     pub fn new(config: &Config, ring: KeyRing, events: EventQueue) -> State {
-        State::build(config, ring, events, None)
+        let classifier = Classifier::load(&config.classify).unwrap_or_else(|error| {
+            tracing::error!(%error, "classifier lists not loaded; using the built-in ones");
+            Classifier::built_in(&config.classify)
+        });
+        State::build(config, ring, events, None, Arc::new(classifier))
     }
 
     /// The state for `config` in front of an events pipeline: its counters go to `/metrics`,
     /// its readiness to `/readyz`, and with `durability = "sync"` each request waits for its
     /// event to be committed.
+    /// `classifier` labels every open and click; the caller keeps a handle to reload its
+    /// lists.
     pub fn with_pipeline(
         config: &Config,
         ring: KeyRing,
         events: EventQueue,
         pipeline: StatsReader,
+        classifier: Arc<Classifier>,
     ) -> State {
-        State::build(config, ring, events, Some(pipeline))
+        State::build(config, ring, events, Some(pipeline), classifier)
     }
 
     fn build(
@@ -82,6 +96,7 @@ impl State {
         ring: KeyRing,
         events: EventQueue,
         pipeline: Option<StatsReader>,
+        classifier: Arc<Classifier>,
     ) -> State {
         let durability = match pipeline {
             Some(_) => config.events.durability,
@@ -115,6 +130,7 @@ impl State {
             events,
             pipeline,
             durability,
+            classifier: config.classify.enabled.then_some(classifier),
         };
         State {
             shared: Arc::new(shared),

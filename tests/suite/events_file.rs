@@ -38,6 +38,8 @@ fn real_click(message_id: &str) -> Event {
         tracking_domain: "track.example.com",
         method: "GET",
         received: std::time::SystemTime::now(),
+        verdict: None,
+        seconds_since_send: None,
     };
     Event::new(&link, &facts)
 }

@@ -92,6 +92,7 @@ fn rule(types: &[&str], campaign: Option<&str>) -> Rule {
     Rule::new(&RuleConfig {
         event_types: types.iter().map(|t| (*t).to_owned()).collect(),
         tags,
+        ..RuleConfig::default()
     })
 }
 
