@@ -22,6 +22,9 @@
 //!   at 0.
 //! - `mailtrack_admin_requests_total{route, status}`: every answer of the admin listener,
 //!   401s included.
+//! - With `[tls.acme]`: `mailtrack_tls_certificate_expiry_seconds{domain}`,
+//!   `mailtrack_acme_renewal_attempts_total` and `mailtrack_acme_renewal_failures_total`
+//!   (see `server::acme::metrics`).
 //!
 //! - From the events pipeline, read at scrape time: `mailtrack_events_delivered_total`,
 //!   `mailtrack_events_spooled_total`, `mailtrack_events_replayed_total`,
@@ -35,6 +38,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::acme::AcmeMetrics;
 use crate::events::StatsSnapshot;
 use crate::link::Repair;
 
@@ -70,6 +74,7 @@ pub struct Metrics {
     connections_closed: Family<ReasonLabel, Counter>,
     admin_requests: Family<RequestLabels, Counter>,
     queue_depth: Gauge,
+    acme: AcmeMetrics,
     pipeline: PipelineMetrics,
     hot: HotCounters,
 }
@@ -263,6 +268,8 @@ impl Default for Metrics {
         );
         let pipeline = PipelineMetrics::default();
         pipeline.register(&mut registry);
+        let acme = AcmeMetrics::default();
+        acme.register(&mut registry);
         let hot = HotCounters::new(&requests, &repairs);
         Metrics {
             registry,
@@ -276,6 +283,7 @@ impl Default for Metrics {
             admin_requests,
             connections_closed,
             queue_depth,
+            acme,
             pipeline,
             hot,
         }
@@ -285,6 +293,11 @@ impl Default for Metrics {
 impl Metrics {
     /// The reasons `connections_closed_total` counts, each shown from the start.
     const CLOSE_REASONS: [&'static str; 2] = ["flood", "stalled"];
+
+    /// The ACME series, for the renewal task.
+    pub fn acme(&self) -> &AcmeMetrics {
+        &self.acme
+    }
 
     /// Counts an answer.
     pub fn request(&self, route: &'static str, status: u16) {

@@ -9,6 +9,9 @@
 //! - HTTP/1.1 without exactly one `Host`: the 400 page (RFC 9112, section 3.2).
 //! - `GET|HEAD /CI0/…`, `/I0/…`: always the 1×1 GIF; an event only when it verifies.
 //! - `/healthz`, `/readyz`, for a load balancer.
+//! - `GET /.well-known/acme-challenge/{token}`: the key authorization of an open HTTP-01
+//!   challenge (`[tls.acme]`), else 404. It is looked up before the link routes, in a small
+//!   map under a read lock, so it costs the clicks and opens beside it nothing.
 //! - Anything else 404 (`/metrics` too: it is on the admin listener, [`super::admin`]); a
 //!   method other than GET or HEAD 405.
 //!
@@ -33,6 +36,7 @@ use crate::config::{Durability, UnverifiedPolicy};
 use crate::events::{Commit, CommitError, EncodedEvent, QueueError, RequestFacts};
 use crate::link::{decode, Decoded, LinkKind, MessageId, VerifiedLink};
 
+use super::acme::HTTP01_PREFIX;
 use super::client_ip::LoggedIp;
 use super::event_budget::Spend;
 use super::interstitial::{self, PAGE_HEADERS};
@@ -126,6 +130,9 @@ fn route<B>(
         return ("other", answer, None);
     }
     let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
+        return ("acme_challenge", acme_challenge(shared, token), None);
+    }
     match path {
         "/healthz" => return ("healthz", text(StatusCode::OK, "ok\n"), None),
         "/readyz" if is_ready(shared) => return ("readyz", text(StatusCode::OK, "ready\n"), None),
@@ -356,6 +363,22 @@ fn without_body(answer: &mut Answer) {
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     *answer.body_mut() = Full::new(Bytes::new());
+}
+
+/// The key authorization for an open HTTP-01 `token` (RFC 8555, section 8.3), else 404.
+fn acme_challenge(shared: &Shared, token: &str) -> Answer {
+    match shared.acme_challenges.http01(token) {
+        Some(key_authorization) => {
+            let mut answer = empty(StatusCode::OK);
+            *answer.body_mut() = Full::new(Bytes::from(key_authorization));
+            answer.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            answer
+        }
+        None => page(StatusCode::NOT_FOUND, interstitial::not_found_page()),
+    }
 }
 
 fn empty(status: StatusCode) -> Answer {
