@@ -25,7 +25,7 @@ use hyper::Request;
 use mailtrack::classify::NetworkList;
 use mailtrack::config::{Certainty, ListKind};
 use mailtrack::events::{EventQueue, EventReceiver};
-use mailtrack::link::{LinkTags, MessageId};
+use mailtrack::link::{LinkTags, MessageId, MessageStamp, SendTime};
 use mailtrack::server::{routes, State};
 use mailtrack::testing::{fixed_ring, fixed_signer, request_target};
 use mailtrack::Config;
@@ -68,8 +68,13 @@ fn main() {
             .expect("a valid id");
         let tags = LinkTags::parse("campaign:spring").expect("valid tags");
         let url = "https://shop.example.com/newsletter/2026/11/spring-sale?utm_source=mail&utm_medium=email&id=1234567";
+        // A version 2 link, as the rewriter writes: sent an hour ago, tagged with its campaign.
+        let sent =
+            SendTime::from_system_time(std::time::SystemTime::now() - Duration::from_secs(3600))
+                .expect("a time after 1970");
+        let stamp = MessageStamp::new(id, sent, tags.clone());
         let link = fixed_signer()
-            .click_url(url, &id, &tags)
+            .click_url(url, &stamp, &tags)
             .expect("a trackable URL");
         request_target(&link).to_owned()
     };

@@ -33,7 +33,7 @@
 //! - [`config`]: the configuration file, its defaults and their reasons, validation.
 //! - [`link`]: the link contract (versions 1 and 2): message ids, send times, tags, targets,
 //!   the key ring, signing, and the tolerant decoder with its repairs.
-//! - [`server`]: `mailtrack serve`: accept loop, TLS with SNI, routes, client addresses,
+//! - [`server`]: `mailtrack serve`: accept loop, TLS with SNI and ACME certificates, routes, client addresses,
 //!   timeouts and limits (the per-client connection cap among them), metrics, the admin
 //!   listener for operators, graceful drain.
 //! - [`events`]: the SES-shaped open and click events, the bounded queue that hands them

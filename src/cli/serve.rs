@@ -1,11 +1,13 @@
 //! `mailtrack serve`: loads the key ring, certificates and the classifier's lists, starts the
-//! events pipeline, binds, serves until SIGTERM or SIGINT, and drains.
+//! events pipeline, binds, serves until SIGTERM or SIGINT, and drains. With `[tls.acme]`, it
+//! also runs the renewal task, which obtains the certificate when the storage folder has none.
 
 use std::sync::Arc;
 
 use mailtrack::classify::{self, Classifier, ListError};
 use mailtrack::events::EventPipeline;
 use mailtrack::link::KeyRing;
+use mailtrack::server::acme::Renewal;
 use mailtrack::server::{self, signals, CertificateStore, State};
 use mailtrack::{Config, ConfigError};
 
@@ -14,18 +16,6 @@ use super::Failure;
 /// Runs the proxy for `config` until a shutdown signal, then drains.
 pub(super) fn run(config: Config) -> Result<(), Failure> {
     let ring = config.key_ring()?;
-    let certificates = match config.server.https {
-        None => None,
-        Some(_) => Some(Arc::new(
-            CertificateStore::load(&config.tls.certificates).map_err(|e| {
-                Failure::Config(ConfigError::Invalid {
-                    path: config.path.clone(),
-                    key: "tls.certificate",
-                    message: e.to_string(),
-                })
-            })?,
-        )),
-    };
     let classifier = Classifier::load(&config.classify).map_err(|e| {
         let key = match &e {
             ListError::Read { name, .. }
@@ -44,23 +34,32 @@ pub(super) fn run(config: Config) -> Result<(), Failure> {
         })
     })?;
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Io)?;
-    runtime.block_on(serve(config, ring, certificates, Arc::new(classifier)))?;
+    runtime.block_on(serve(config, ring, Arc::new(classifier)))?;
     Ok(())
+}
+
+/// The certificates for HTTPS: the files, and the ACME certificate's slot beside them.
+fn certificates(config: &Config, state: &State) -> Result<Option<Arc<CertificateStore>>, Failure> {
+    if config.server.https.is_none() {
+        return Ok(None);
+    }
+    let store = match &config.tls.acme {
+        None => CertificateStore::load(&config.tls.certificates),
+        Some(_) => CertificateStore::with_acme(&config.tls.certificates, state.acme_challenges()),
+    };
+    store.map(|store| Some(Arc::new(store))).map_err(|e| {
+        Failure::Config(ConfigError::Invalid {
+            path: config.path.clone(),
+            key: "tls.certificate",
+            message: e.to_string(),
+        })
+    })
 }
 
 /// Binds, serves until SIGTERM or SIGINT, drains, and waits for the event writer to write
 /// the last event.
-async fn serve(
-    config: Config,
-    ring: KeyRing,
-    certificates: Option<Arc<CertificateStore>>,
-    classifier: Arc<Classifier>,
-) -> Result<(), Failure> {
+async fn serve(config: Config, ring: KeyRing, classifier: Arc<Classifier>) -> Result<(), Failure> {
     let shutdown = signals::shutdown_signal();
-    tokio::spawn(signals::reload_on_hangup(
-        certificates.clone(),
-        Some(Arc::clone(&classifier)),
-    ));
     tokio::spawn(classify::watch_lists(
         Arc::clone(&classifier),
         config.classify.watch_interval,
@@ -74,14 +73,49 @@ async fn serve(
             message: e.to_string(),
         })
     })?;
+    let state = State::with_pipeline(
+        &config,
+        ring,
+        queue,
+        pipeline.stats_reader(),
+        classifier.clone(),
+    );
+    let certificates = match certificates(&config, &state) {
+        Ok(certificates) => certificates,
+        Err(e) => {
+            drop(state);
+            pipeline.shutdown().await;
+            return Err(e);
+        }
+    };
+    tokio::spawn(signals::reload_on_hangup(
+        certificates.clone(),
+        Some(Arc::clone(&classifier)),
+    ));
+    if let Some(acme) = &config.tls.acme {
+        // HTTP-01 needs only the plain listener, so without HTTPS the renewal task still
+        // runs, into a store of its own: the certificate is then for the storage folder's
+        // other readers (another instance, or a CDN's upload job).
+        let store = match &certificates {
+            Some(store) => Arc::clone(store),
+            None => Arc::new(
+                CertificateStore::with_acme(&[], state.acme_challenges())
+                    .map_err(|e| Failure::Serve(e.into()))?,
+            ),
+        };
+        let mut renewal = Renewal::new(acme, store, state.acme_challenges(), state.acme_metrics());
+        // A certificate already in the folder serves from the first handshake.
+        renewal.install_stored();
+        tokio::spawn(renewal.run());
+    }
     let listeners = match server::bind(&config, certificates).await {
         Ok(listeners) => listeners,
         Err(e) => {
+            drop(state);
             pipeline.shutdown().await;
             return Err(Failure::Serve(e));
         }
     };
-    let state = State::with_pipeline(&config, ring, queue, pipeline.stats_reader(), classifier);
     server::run(listeners, state, shutdown).await;
     let last = pipeline.shutdown().await;
     tracing::info!(

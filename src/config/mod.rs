@@ -6,8 +6,8 @@
 //! the embedded default, against `config/` under the current directory, as if the repository's
 //! copy had been named.
 //!
-//! Each section has its own file: [`server`], [`admin`], [`tls`], [`log`], [`events`],
-//! [`notify`], [`classify`].
+//! Each section has its own file: [`server`], [`admin`], [`tls`] (and [`acme`] under it),
+//! [`log`], [`events`], [`notify`], [`classify`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use url::Url;
 
 use crate::link::{describe_toml_error, KeyRing, KeyRingError, LinkSigner};
 
+pub mod acme;
 pub mod admin;
 pub mod classify;
 pub mod events;
@@ -26,6 +27,7 @@ pub mod notify;
 pub mod server;
 pub mod tls;
 
+pub use acme::{AcmeConfig, Challenge, ExternalAccountBinding};
 pub use admin::{AdminConfig, AdminToken};
 pub use classify::{Certainty, ClassifyConfig, ListConfig, ListKind};
 pub use events::{Durability, EventsConfig, RotatedRetention, SinkKind};
@@ -232,7 +234,7 @@ impl Config {
         }
         let tls = raw
             .tls
-            .validate(folder, server.https.is_some())
+            .validate(folder, server.http.is_some(), server.https.is_some())
             .map_err(refused)?;
         let log = raw.log.validate().map_err(refused)?;
         let events = raw.events.validate(folder).map_err(refused)?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::acme::{AcmeConfig, RawAcme};
 use super::server::Refusal;
 
 /// `[tls]`, validated.
@@ -17,6 +18,8 @@ pub struct TlsConfig {
     /// The certificate files, resolved against the config file's folder, in the order given.
     /// The first is served to clients that send no SNI or a name no certificate covers.
     pub certificates: Vec<CertificateFiles>,
+    /// `[tls.acme]`: a certificate obtained and renewed automatically, if configured.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// One `[[tls.certificate]]`: a PEM certificate chain and its PEM private key.
@@ -34,6 +37,7 @@ pub struct CertificateFiles {
 pub(super) struct RawTls {
     #[serde(default)]
     certificate: Vec<RawCertificate>,
+    acme: Option<RawAcme>,
 }
 
 #[derive(Deserialize)]
@@ -44,14 +48,25 @@ struct RawCertificate {
 }
 
 impl RawTls {
-    /// Resolves the paths against `folder`.
-    pub(super) fn validate(self, folder: &Path, https: bool) -> Result<TlsConfig, Refusal> {
-        if https && self.certificate.is_empty() {
+    /// Resolves the paths and validates `[tls.acme]`; `http` and `https` say which
+    /// listeners `[server]` has.
+    pub(super) fn validate(
+        self,
+        folder: &Path,
+        http: bool,
+        https: bool,
+    ) -> Result<TlsConfig, Refusal> {
+        if https && self.certificate.is_empty() && self.acme.is_none() {
             return Err((
                 "server.https",
-                "needs at least one [[tls.certificate]] with cert and key".to_owned(),
+                "needs at least one [[tls.certificate]] with cert and key, or [tls.acme]"
+                    .to_owned(),
             ));
         }
+        let acme = self
+            .acme
+            .map(|acme| acme.validate(folder, http, https))
+            .transpose()?;
         let certificates: Vec<CertificateFiles> = self
             .certificate
             .into_iter()
@@ -60,7 +75,7 @@ impl RawTls {
                 key: folder.join(raw.key),
             })
             .collect();
-        Ok(TlsConfig { certificates })
+        Ok(TlsConfig { certificates, acme })
     }
 }
 
@@ -70,7 +85,7 @@ mod tests {
 
     fn validate(text: &str, https: bool) -> Result<TlsConfig, Refusal> {
         let raw: RawTls = toml::from_str(text).unwrap();
-        raw.validate(Path::new("/nonexistent/mailtrack"), https)
+        raw.validate(Path::new("/nonexistent/mailtrack"), true, https)
     }
 
     #[test]

@@ -30,7 +30,10 @@ use super::{PixelPlacement, RewriteError, RewriteOptions};
 /// rewriter.write(b"<p><a href=\"https://example.com/\">Hi</a></p>")?;
 /// let (html, report) = rewriter.end()?;
 /// assert_eq!(report.tracked.len(), 1);
-/// assert!(String::from_utf8(html)?.contains("/CL0/https:%2F%2Fexample.com%2F/1/m-1/"));
+/// let html = String::from_utf8(html)?;
+/// // A version 2 link: its version segment starts with `2~` and the send time (now).
+/// assert!(html.contains("/CL0/https:%2F%2Fexample.com%2F/2~"));
+/// assert!(html.contains("/m-1/"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Rewriter<W: Write> {

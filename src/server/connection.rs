@@ -61,6 +61,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use super::acme::ACME_TLS_ALPN;
 use super::activity::{Activity, AnswerBody, AnswerTicket};
 use super::admission::ConnectionSlot;
 use super::detect::{detect, Protocol, Rewind};
@@ -229,7 +230,15 @@ async fn start_tls(
     service: Respond,
     builder: &HttpBuilder,
 ) -> io::Result<Pin<Box<dyn HttpConnection>>> {
-    start_http(acceptor.accept(stream).await?, service, builder).await
+    let stream = acceptor.accept(stream).await?;
+    if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+        // RFC 8737, section 3: the validator only checks the handshake's certificate and
+        // closes; nothing is served on this connection.
+        return Err(io::Error::other(
+            "TLS-ALPN-01 validation handshake answered",
+        ));
+    }
+    start_http(stream, service, builder).await
 }
 
 /// Reads which protocol `io` speaks and starts serving it with that one.

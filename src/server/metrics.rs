@@ -26,6 +26,9 @@
 //!   by the classifier's verdict (`crate::classify`): `event` is `open` or `click`, `class`
 //!   `person`, `proxy_open`, `machine_open` or `machine_click`. Each series an event type can
 //!   have is there from the start, at 0.
+//! - With `[tls.acme]`: `mailtrack_tls_certificate_expiry_seconds{domain}`,
+//!   `mailtrack_acme_renewal_attempts_total` and `mailtrack_acme_renewal_failures_total`
+//!   (see `server::acme::metrics`).
 //!
 //! - From the events pipeline, read at scrape time: `mailtrack_events_delivered_total`,
 //!   `mailtrack_events_spooled_total`, `mailtrack_events_replayed_total`,
@@ -39,6 +42,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::acme::AcmeMetrics;
 use crate::classify::{Certainty, Class};
 use crate::events::StatsSnapshot;
 use crate::link::{LinkKind, Repair};
@@ -120,6 +124,7 @@ pub struct Metrics {
     admin_requests: Family<RequestLabels, Counter>,
     classified: VerdictCounters,
     queue_depth: Gauge,
+    acme: AcmeMetrics,
     pipeline: PipelineMetrics,
     hot: HotCounters,
 }
@@ -320,6 +325,8 @@ impl Default for Metrics {
         );
         let pipeline = PipelineMetrics::default();
         pipeline.register(&mut registry);
+        let acme = AcmeMetrics::default();
+        acme.register(&mut registry);
         let hot = HotCounters::new(&requests, &repairs);
         Metrics {
             registry,
@@ -334,6 +341,7 @@ impl Default for Metrics {
             connections_closed,
             classified,
             queue_depth,
+            acme,
             pipeline,
             hot,
         }
@@ -343,6 +351,11 @@ impl Default for Metrics {
 impl Metrics {
     /// The reasons `connections_closed_total` counts, each shown from the start.
     const CLOSE_REASONS: [&'static str; 2] = ["flood", "stalled"];
+
+    /// The ACME series, for the renewal task.
+    pub fn acme(&self) -> &AcmeMetrics {
+        &self.acme
+    }
 
     /// Counts an answer.
     pub fn request(&self, route: &'static str, status: u16) {

@@ -26,6 +26,7 @@
 //! - `drive`: a served connection polled to its end, closed when a bound is passed.
 //! - [`tls`]: the rustls configuration.
 //! - [`certificates`]: PEM loading, SNI selection, reload.
+//! - [`acme`]: certificates obtained and renewed from an ACME CA (`[tls.acme]`).
 //! - [`routes`]: what each request gets.
 //! - [`interstitial`]: the HTML pages.
 //! - [`client_ip`]: the client's address behind trusted proxies; truncation for logs.
@@ -46,6 +47,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 
 pub mod accept;
+pub mod acme;
 pub mod activity;
 pub mod admin;
 mod admission;

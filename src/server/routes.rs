@@ -9,6 +9,9 @@
 //! - HTTP/1.1 without exactly one `Host`: the 400 page (RFC 9112, section 3.2).
 //! - `GET|HEAD /CI0/…`, `/I0/…`: always the 1×1 GIF; an event only when it verifies.
 //! - `/healthz`, `/readyz`, for a load balancer.
+//! - `GET /.well-known/acme-challenge/{token}`: the key authorization of an open HTTP-01
+//!   challenge (`[tls.acme]`), else 404. It is looked up before the link routes, in a small
+//!   map under a read lock, so it costs the clicks and opens beside it nothing.
 //! - Anything else 404 (`/metrics` too: it is on the admin listener, [`super::admin`]); a
 //!   method other than GET or HEAD 405.
 //!
@@ -34,6 +37,7 @@ use crate::config::{Durability, UnverifiedPolicy};
 use crate::events::{Commit, CommitError, EncodedEvent, QueueError, RequestFacts, VerdictFacts};
 use crate::link::{decode, Decoded, LinkKind, MessageId, VerifiedLink};
 
+use super::acme::HTTP01_PREFIX;
 use super::client_ip::LoggedIp;
 use super::event_budget::Spend;
 use super::interstitial::{self, PAGE_HEADERS};
@@ -127,6 +131,9 @@ fn route<B>(
         return ("other", answer, None);
     }
     let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
+        return ("acme_challenge", acme_challenge(shared, token), None);
+    }
     match path {
         "/healthz" => return ("healthz", text(StatusCode::OK, "ok\n"), None),
         "/readyz" if is_ready(shared) => return ("readyz", text(StatusCode::OK, "ready\n"), None),
@@ -251,6 +258,8 @@ fn record<B>(
     }
     let user_agent = user_agent(request.headers());
     let user_agent = truncate(&user_agent, MAX_USER_AGENT);
+    // Version 2 links carry their send time under the MAC; version 1 links none.
+    let seconds_since_send = link.send_time.map(|sent| sent.seconds_until(received));
     let verdict = shared.classifier.as_ref().map(|classifier| {
         let verdict = classifier.classify(&classify::RequestFacts {
             kind: link.kind,
@@ -260,8 +269,7 @@ fn record<B>(
             prefetch: announces_prefetch(request.headers()),
             message_id: link.message_id.as_str(),
             target: &link.target,
-            // Version 1 links carry no send time; version 2's is wired in when both meet.
-            seconds_since_send: None,
+            seconds_since_send,
             received,
         });
         shared
@@ -284,7 +292,7 @@ fn record<B>(
             certainty: verdict.certainty.as_str(),
             signals: &signals,
         }),
-        seconds_since_send: None,
+        seconds_since_send,
     };
     let event = EncodedEvent::new(&link, &facts);
     let offered = match shared.durability {
@@ -394,6 +402,22 @@ fn without_body(answer: &mut Answer) {
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     *answer.body_mut() = Full::new(Bytes::new());
+}
+
+/// The key authorization for an open HTTP-01 `token` (RFC 8555, section 8.3), else 404.
+fn acme_challenge(shared: &Shared, token: &str) -> Answer {
+    match shared.acme_challenges.http01(token) {
+        Some(key_authorization) => {
+            let mut answer = empty(StatusCode::OK);
+            *answer.body_mut() = Full::new(Bytes::from(key_authorization));
+            answer.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            answer
+        }
+        None => page(StatusCode::NOT_FOUND, interstitial::not_found_page()),
+    }
 }
 
 fn empty(status: StatusCode) -> Answer {

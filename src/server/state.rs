@@ -9,6 +9,7 @@ use crate::config::{Config, Durability, UnverifiedPolicy};
 use crate::events::{EventQueue, StatsReader};
 use crate::link::{KeyRing, LinkSigner};
 
+use super::acme::{AcmeMetrics, ChallengeStore};
 use super::client_ip::ClientIpPolicy;
 use super::event_budget::EventBudget;
 use super::metrics::Metrics;
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     /// Labels every recorded open and click: person, proxy or machine; `None` with
     /// `[classify] enabled = false`.
     pub(crate) classifier: Option<Arc<Classifier>>,
+    /// The open HTTP-01 (and TLS-ALPN-01) answers; empty without `[tls.acme]`.
+    pub(crate) acme_challenges: Arc<ChallengeStore>,
 }
 
 impl State {
@@ -131,6 +134,10 @@ impl State {
             pipeline,
             durability,
             classifier: config.classify.enabled.then_some(classifier),
+            acme_challenges: Arc::new(match &config.tls.acme {
+                Some(acme) => ChallengeStore::shared_through(acme.storage.join("challenges")),
+                None => ChallengeStore::default(),
+            }),
         };
         State {
             shared: Arc::new(shared),
@@ -140,6 +147,16 @@ impl State {
     /// The connection limits.
     pub fn limits(&self) -> Limits {
         self.shared.limits
+    }
+
+    /// The ACME challenge answers, shared with the certificate resolver and the order task.
+    pub fn acme_challenges(&self) -> Arc<ChallengeStore> {
+        Arc::clone(&self.shared.acme_challenges)
+    }
+
+    /// The ACME series on `/metrics`, for the renewal task.
+    pub fn acme_metrics(&self) -> AcmeMetrics {
+        self.shared.metrics.acme().clone()
     }
 
     pub(crate) fn shared(&self) -> &Shared {

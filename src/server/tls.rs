@@ -11,6 +11,7 @@ use rustls::version::{TLS12, TLS13};
 use rustls::{CipherSuite, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+use super::acme::ACME_TLS_ALPN;
 use super::certificates::CertificateStore;
 
 /// The protocols offered in ALPN, most preferred first. HTTP/2 lets a browser that opens
@@ -42,11 +43,16 @@ pub enum TlsError {
 /// The store is shared: reloading it changes what new handshakes get, while connections
 /// already open keep the certificate they were given.
 pub fn acceptor(store: Arc<CertificateStore>) -> Result<TlsAcceptor, TlsError> {
+    let answers_tls_alpn = store.answers_tls_alpn();
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&TLS13, &TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    if answers_tls_alpn {
+        // Offered last: only a TLS-ALPN-01 validator asks for it, and it asks for nothing else.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     // Stateless tickets would need a key rotated across instances behind a load balancer;
     // the stateful cache resumes sessions on the same instance, which is enough for the
     // handful of requests a mail client makes.

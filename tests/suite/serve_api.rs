@@ -2,7 +2,7 @@
 //! Python's `requests`, against a spawned `mailtrack serve` whose admin listener needs a
 //! bearer token. Every answer is checked against the library's own output, byte for byte.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

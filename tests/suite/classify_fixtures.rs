@@ -5,7 +5,7 @@
 //!
 //! Apple's list is `tests/fixtures/apple-egress-sample.csv`, a few rows in Apple's format.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

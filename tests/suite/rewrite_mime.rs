@@ -7,7 +7,7 @@
 //! decodes, in its own charset, to exactly what `rewrite_str` makes of the decoded original;
 //! quoted-printable lines stay within 76 characters; one pixel per message.
 
-mod common;
+use crate::common;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
