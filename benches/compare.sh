@@ -7,9 +7,9 @@
 # Builds the release binary and examples, installs what it lacks on Debian (wrk, nginx with
 # the Lua module, redis-server, openssl, python3), then measures, against 127.0.0.1 only:
 #
-#   HTTP, keep-alive     mailtrack click (file sink), mailtrack click (Redis sink), mailtrack
-#                        on the 139 mail form, bare hyper 302, nginx `return 302`, nginx+Lua
-#                        /CL0 fallback
+#   HTTP, keep-alive     mailtrack click (file sink), the same with the classifier off,
+#                        mailtrack click (Redis sink), mailtrack on the 139 mail form, bare
+#                        hyper 302, nginx `return 302`, nginx+Lua /CL0 fallback
 #   HTTPS, keep-alive    mailtrack click, bare hyper, nginx `return 302`, nginx+Lua
 #   new TLS connections  one handshake + one request + close (`Connection: close`): mailtrack,
 #                        bare hyper, nginx
@@ -24,6 +24,12 @@
 # read and parse it as mailtrack does, so that a ratio to them is the cost of what mailtrack
 # does with the request (decode, verify, record), not of the request's size. (Answering `/`
 # made the bare hyper floor about 2% faster: 6.32 against 6.45 µs a request.)
+#
+# Every mailtrack classifies each click (docs/machines.md) with an Apple-sized egress list of
+# 300,000 prefixes loaded, synthesised here, except the row that turns the classifier off: its
+# ratio to the file-sink row is what the classifier costs a click. Every request carries a
+# desktop Chrome user agent, as a person's click does (wrk sends none by itself, which the
+# classifier would mark), and the link was sent an hour ago.
 #
 # Every server runs pinned to core 0 (`taskset -c 0`); wrk and the other clients run on core 1.
 # nginx has one worker. Every row is measured in each of ROUNDS rounds, the rows of a round
@@ -60,10 +66,13 @@ IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 SESSION_CACHE=${SESSION_CACHE:-shared:bench:10m}
 SERVER_CPU=0
 CLIENT_CPU=1
+# A person's click: desktop Chrome.
+USER_AGENT='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+
 
 # Ports on 127.0.0.1; each mailtrack has an admin port of its own, for /metrics.
-P_MT=18081 P_MT_TLS=18443 P_MT_REDIS=18082 P_MT_IDLE=18083
-P_MT_ADMIN=18181 P_MT_REDIS_ADMIN=18182 P_MT_IDLE_ADMIN=18183
+P_MT=18081 P_MT_TLS=18443 P_MT_REDIS=18082 P_MT_IDLE=18083 P_MT_UNCLASSIFIED=18084
+P_MT_ADMIN=18181 P_MT_REDIS_ADMIN=18182 P_MT_IDLE_ADMIN=18183 P_MT_UNCLASSIFIED_ADMIN=18184
 P_BARE=18091 P_BARE_TLS=18444
 P_NGX=18101 P_NGX_LUA=18102 P_NGX_TLS=18445 P_NGX_TLS_CHECK=18446 P_NGX_LUA_TLS=18447
 P_REDIS=16379
@@ -190,6 +199,12 @@ mailtrack_config() {
             echo "redis_url = \"redis://127.0.0.1:$P_REDIS/0\""
             echo 'stream = "mailtrack:bench"'
         fi
+        echo '[classify]'
+        if [ "$name" = unclassified ]; then
+            echo 'enabled = false'
+        else
+            echo 'apple_egress = "apple-egress.csv"'
+        fi
     } >"$file"
 }
 
@@ -250,7 +265,7 @@ run_wrk() {
     before=$(passive_opens)
     cpu_before=$([ -n "$pid" ] && process_ticks "$pid" || echo 0)
     server_before=$(core_ticks "$SERVER_CPU") client_before=$(core_ticks "$CLIENT_CPU")
-    taskset -c "$CLIENT_CPU" wrk -t1 -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 || true
+    taskset -c "$CLIENT_CPU" wrk -t1 -d"${DURATION}s" --latency -H "User-Agent: $USER_AGENT" "$@" "$url" >"$out" 2>&1 || true
     server_after=$(core_ticks "$SERVER_CPU") client_after=$(core_ticks "$CLIENT_CPU")
     cpu_after=$([ -n "$pid" ] && process_ticks "$pid" || echo 0)
     after=$(passive_opens)
@@ -327,12 +342,24 @@ main() {
     mailtrack_config "$WORK/file.toml" "$P_MT" "$P_MT_ADMIN" "$P_MT_TLS" file
     mailtrack_config "$WORK/redis.toml" "$P_MT_REDIS" "$P_MT_REDIS_ADMIN" "" redis
     mailtrack_config "$WORK/idle.toml" "$P_MT_IDLE" "$P_MT_IDLE_ADMIN" "" file
+    mailtrack_config "$WORK/unclassified.toml" "$P_MT_UNCLASSIFIED" "$P_MT_UNCLASSIFIED_ADMIN" "" file
+    # Apple's list is prefix,country,region,city, a line: 300,000 of them, a tenth IPv6, none
+    # of them 127.0.0.1, so every click is looked up and found in none.
+    python3 -c '
+import sys
+for n in range(300_000):
+    if n % 10 == 0:
+        print("2a02:26f7:%x:%x::/64,US,US-CA,Cupertino," % (n >> 16, n & 0xFFFF))
+    else:
+        print("%d.%d.%d.0/24,US,US-CA,Cupertino," % (17 + n // 65536 % 200, n // 256 % 256, n % 256))
+' >"$WORK/apple-egress.csv"
 
     # The links: one canonical, one in the 139 mail form (the path decoded once, as
     # `mailtrack::testing::Mangling::ClientDecodedOnce` makes it), checked with `decode`.
     local destination='https://example.com/welcome?utm_source=newsletter'
     local link target target139
-    link=$("$mailtrack" sign --config "$WORK/file.toml" --message-id bench-0001 "$destination")
+    link=$("$mailtrack" sign --config "$WORK/file.toml" --message-id bench-0001 \
+        --send-time "$(($(date +%s) - 3600))" "$destination")
     target=/${link#http://*/}
     target139=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.unquote(sys.argv[1]))' "$target")
     "$mailtrack" decode --config "$WORK/file.toml" "$target139" >"$WORK/decode139.json" \
@@ -360,6 +387,8 @@ main() {
         redis_row=""
         log "NOTE: [events] sink = \"redis\" is not accepted yet: $(cat "$WORK/redis-config.err"); skipping that row"
     fi
+    start mailtrack-unclassified "$P_MT_UNCLASSIFIED" "$mailtrack" serve --config "$WORK/unclassified.toml"
+    ROW_PID[mailtrack_unclassified]=$STARTED
     start bare "$P_BARE" "$bare" "127.0.0.1:$P_BARE"
     ROW_PID[bare_hyper]=$STARTED ROW_PID[bare_hyper_half_load]=$STARTED
     start bare-tls "$P_BARE_TLS" "$bare" "127.0.0.1:$P_BARE_TLS" --tls "$WORK/cert.pem" "$WORK/key.pem"
@@ -375,6 +404,7 @@ main() {
     if [ -n "$redis_row" ]; then
         check_redirect mailtrack-redis "http://127.0.0.1:$P_MT_REDIS$target" "$destination"
     fi
+    check_redirect mailtrack-unclassified "http://127.0.0.1:$P_MT_UNCLASSIFIED$target" "$destination"
     check_redirect bare "http://127.0.0.1:$P_BARE$target" "$destination"
     check_redirect bare-https "https://127.0.0.1:$P_BARE_TLS$target" "$destination"
     check_redirect nginx "http://127.0.0.1:$P_NGX$target" "$destination"
@@ -389,6 +419,7 @@ main() {
     local close='Connection: close'
     local rows=(
         "mailtrack_file|http://127.0.0.1:$P_MT$target|"
+        "mailtrack_unclassified|http://127.0.0.1:$P_MT_UNCLASSIFIED$target|"
         "mailtrack_139|http://127.0.0.1:$P_MT$target139|"
         "bare_hyper|http://127.0.0.1:$P_BARE$target|"
         "nginx_return|http://127.0.0.1:$P_NGX$target|"

@@ -579,3 +579,39 @@ fn a_click_seconds_after_sending_is_probably_a_scanner() {
     assert_eq!((verdict.class, verdict.certainty), (MachineClick, Certain));
     assert_eq!(verdict.signal_names(), ["ua:curl", "quick_after_send"]);
 }
+
+/// The time since send, through serve: a version 2 link's send time is under its MAC, so a
+/// click seconds after sending is marked, one an hour later is a person's, and each event
+/// carries its seconds since send.
+#[tokio::test]
+async fn a_version_2_click_seconds_after_sending_is_marked_through_serve() {
+    use mailtrack::link::{LinkTags, MessageId, MessageStamp, SendTime};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = server(dir.path()).await;
+    let addr = server.http.unwrap();
+    for (ago, class, signals) in [
+        (2, Class::MachineClick, &["quick_after_send"][..]),
+        (3600, Class::Person, &[][..]),
+    ] {
+        let sent = SendTime::from_system_time(SystemTime::now() - Duration::from_secs(ago));
+        let stamp = MessageStamp::new(
+            MessageId::new(&format!("sent-{ago}s-ago")).unwrap(),
+            sent.unwrap(),
+            LinkTags::new(),
+        );
+        let link = mailtrack::testing::fixed_signer()
+            .click_url("https://example.com/a", &stamp, &LinkTags::new())
+            .unwrap();
+        let target = mailtrack::testing::request_target(&link);
+        let headers = [("x-forwarded-for", HOME), ("user-agent", CHROME_WINDOWS)];
+        let reply = send(addr, None, Proto::Http1, "GET", target, &headers).await;
+        assert_eq!(reply.status, 302, "the answer is the same either way");
+        let event = server.next_event().await;
+        let verdict = event.mailtrack.verdict.as_ref().unwrap();
+        assert_eq!(verdict.class, class.as_str(), "{ago} s: {verdict:?}");
+        assert_eq!(verdict.signals, signals, "{ago} s");
+        let since = event.mailtrack.seconds_since_send.unwrap();
+        assert!((ago..ago + 5).contains(&since), "{ago} s ago: {since}");
+    }
+    server.stop().await;
+}
