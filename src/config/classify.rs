@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::server::Refusal;
+use super::server::{check_name, Refusal};
 
 /// How long a burst lasts: the "a second or two". Link scanners open every link of a
 /// message within a few hundred milliseconds; a person reads between two clicks.
@@ -226,15 +226,7 @@ fn reserved(name: &str) -> bool {
 impl RawList {
     fn validate(self, folder: &Path) -> Result<ListConfig, Refusal> {
         let name = self.name;
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid_name {
-            let message = format!("{name:?} is not 1 to 64 of A-Z a-z 0-9 - _ .");
-            return Err(("classify.list.name", message));
-        }
+        check_name(&name, "classify.list.name")?;
         let Some(kind) = ListKind::parse(&self.kind) else {
             let message = format!(
                 "list {name:?}: {:?} is not \"scanner\", \"image_proxy\" or \"apple_egress\"",

@@ -28,7 +28,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use url::Url;
 
-use super::server::Refusal;
+use super::server::{check_name, Refusal};
 
 /// The event types a rule may name: those the proxy records.
 pub const EVENT_TYPES: [&str; 2] = ["Open", "Click"];
@@ -402,15 +402,7 @@ fn claim_idle(written: Option<u64>, endpoints: &[EndpointConfig]) -> Result<Dura
 impl RawEndpoint {
     fn validate(self, folder: &Path) -> Result<EndpointConfig, Refusal> {
         let name = self.name.clone();
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid_name {
-            let message = format!("{name:?} is not 1 to 64 of A-Z a-z 0-9 - _ .");
-            return Err(("notify.endpoint.name", message));
-        }
+        check_name(&name, "notify.endpoint.name")?;
         let refuse = |key, message: String| (key, format!("endpoint {name:?}: {message}"));
         let rule = self.rule().map_err(|(key, message)| refuse(key, message))?;
         let receiver = match (&self.url, &self.stream) {

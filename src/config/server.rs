@@ -163,6 +163,21 @@ pub(super) struct RawServer {
 /// A refused value: the key and what is wrong with it.
 pub(super) type Refusal = (&'static str, String);
 
+/// Checks a name that goes into metrics labels, file names and log lines (a notify endpoint's,
+/// a classifier list's): 1 to 64 of `A-Z a-z 0-9 - _ .`; refused under `key` otherwise.
+pub(super) fn check_name(name: &str, key: &'static str) -> Result<(), Refusal> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err((key, format!("{name:?} is not 1 to 64 of A-Z a-z 0-9 - _ .")))
+    }
+}
+
 impl RawServer {
     /// Validates `[server]`. With neither address given, plain HTTP on [`DEFAULT_HTTP_ADDR`].
     pub(super) fn validate(self) -> Result<ServerConfig, Refusal> {
