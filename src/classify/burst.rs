@@ -15,7 +15,7 @@
 //! a burst of five links over three instances may show no instance three of them.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,8 +51,14 @@ pub struct BurstDetector {
     window_ms: u64,
     /// From which distinct link a click is a burst's; 0: off.
     links: usize,
-    /// Keyed per process, so nobody outside can aim pairs at one shard.
-    keys: RandomState,
+    /// Keyed per process, so nobody outside can aim pairs at one shard. foldhash's quality
+    /// variant, not std's SipHash, which cost a click 200 instructions: what it hashes is a
+    /// message id under the link's MAC and the client's network, so a client can choose
+    /// neither to search for collisions, and it sees none of the hashes.
+    keys: foldhash::quality::RandomState,
+    /// Hashes a link's target. Only compared within one pair, among the links of one
+    /// message, which its sender signed: no one outside can choose what it hashes.
+    link_keys: foldhash::fast::RandomState,
     shards: [Mutex<Shard>; SHARDS],
 }
 
@@ -67,7 +73,8 @@ impl BurstDetector {
             } else {
                 links.min(LINKS_PER_PAIR)
             },
-            keys: RandomState::new(),
+            keys: foldhash::quality::RandomState::default(),
+            link_keys: foldhash::fast::RandomState::default(),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         }
     }
@@ -83,7 +90,7 @@ impl BurstDetector {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let key = self.keys.hash_one((message_id, network(client)));
-        let link = self.keys.hash_one(target);
+        let link = self.link_keys.hash_one(target);
         let shard = &self.shards[(key >> 60) as usize % SHARDS];
         // A poisoned lock means a panic elsewhere mid-update of plain numbers: still sound.
         let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());

@@ -137,8 +137,15 @@ impl UserAgentPatterns {
                 signal: &self.signals[index],
             })
         };
+        // A browser's user agent starts with `M`, as only the exact `Mozilla/5.0…` patterns
+        // do: comparing first bytes skips the other patterns without a call to `memcmp`
+        // each, which cost a person's click more than the automaton's whole scan.
+        let first = user_agent.as_bytes().first().copied();
         for &index in &self.anchored {
             let pattern = &self.patterns[index];
+            if pattern.text.as_bytes().first().copied() != first {
+                continue;
+            }
             let matched = match pattern.rule {
                 MatchRule::Exact => pattern.text == user_agent,
                 _ => user_agent.starts_with(pattern.text.as_str()),

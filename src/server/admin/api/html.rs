@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use hyper::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::request::{options, parse_json, stamp, Pixel, Syntax};
-use crate::rewrite::rewrite_str;
+use crate::rewrite::{rewrite_str, RewriteReport};
 use crate::server::admin::error::json;
 use crate::server::admin::router::{AdminRequest, RouteFuture};
 use crate::server::admin::{AdminContext, AdminError};
@@ -63,8 +63,16 @@ fn answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
             message: format!("html: {e}"),
             part: None,
         })?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "html": rewritten.html, "report": rewritten.report }),
-    ))
+    let answer = HtmlAnswer {
+        html: &rewritten.html,
+        report: &rewritten.report,
+    };
+    Ok(json(StatusCode::OK, &answer))
+}
+
+/// The answer: the rewritten document and the CLI's report.
+#[derive(Serialize)]
+struct HtmlAnswer<'a> {
+    html: &'a str,
+    report: &'a RewriteReport,
 }
