@@ -113,10 +113,7 @@ impl Batch {
         self.message_ids.push_str(message_id);
         self.records.push(Record {
             json,
-            event_type: match event_type {
-                EventType::Open => "Open",
-                EventType::Click => "Click",
-            },
+            event_type: event_type.as_str(),
             message_id: start..self.message_ids.len(),
         });
     }
