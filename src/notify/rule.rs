@@ -255,6 +255,21 @@ mod tests {
     }
 
     #[test]
+    fn unsubscribes_are_selected_by_type_and_message_tags() {
+        let json = r#"{"eventType":"Subscription","mail":{"messageId":"m","timestamp":
+            "2026-12-02T06:00:00.000Z","tags":{"list":["news"]}},"subscription":{"timestamp":
+            "2026-12-02T07:00:00.000Z","source":"UnsubscribeHeader","newTopicPreferences":
+            {"unsubscribeAll":true},"oldTopicPreferences":{"unsubscribeAll":false}},
+            "mailtrack":{"eventId":"e5","trackingDomain":"t","method":"POST","repair":"as_received"}}"#;
+        let unsubscribe = EventFacts::parse(json).unwrap();
+        assert!(rule(&["Subscription"], &[]).matches(&unsubscribe));
+        assert!(rule(&["Subscription"], &[("list", &["news"])]).matches(&unsubscribe));
+        assert!(!rule(&["Subscription"], &[("list", &["offers"])]).matches(&unsubscribe));
+        assert!(!rule(&["Open", "Click"], &[]).matches(&unsubscribe));
+        assert!(!rule(&["Subscription"], &[]).matches(&open()));
+    }
+
+    #[test]
     fn an_event_that_is_not_ours_does_not_parse() {
         assert!(EventFacts::parse("{\"eventType\":\"Click\"}").is_err());
         assert!(EventFacts::parse("not json").is_err());
