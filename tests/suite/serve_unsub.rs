@@ -2,7 +2,8 @@
 //! file sink, over real sockets: a one-click `POST` records exactly one `Subscription` event,
 //! valid against the schema; a `GET` (a link scanner's, say) shows the page and records
 //! none; a tampered link gets 400 and records nothing; headless Chromium clicking the page's
-//! button records one.
+//! button records one; and a MIME message rewritten through the API with `"unsubscribe"`
+//! carries both headers, whose URL, posted, records one.
 
 use crate::common;
 use crate::support_redis::schema;
@@ -233,6 +234,60 @@ fn one_click_post_records_one_event_and_gets_tampered_links_record_none() {
     for event in &events {
         schema::assert_valid(&validator, event);
     }
+}
+
+#[test]
+fn a_mime_message_rewritten_with_unsubscribe_gets_both_headers_and_its_url_unsubscribes() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::spawn(&write_config(dir.path()), 1);
+    let (addr, admin) = (serve.addr(), serve.admin_addr());
+    let message = "From: news@example.com\r\nTo: a@example.com\r\nSubject: News\r\n\
+                   Content-Type: text/html; charset=utf-8\r\n\r\n\
+                   <body><a href=\"https://example.com/\">Read</a> \
+                   <a href=\"{{amazonSESUnsubscribeUrl}}\">Unsubscribe</a></body>\r\n";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (header_url, page_url) = runtime.block_on(async {
+        let body = json!({"message_id": "mime-1", "message": message, "unsubscribe": true});
+        let headers = [("content-type", "application/json")];
+        let body = body.to_string();
+        let answer = request(admin, "POST", "/v1/rewrite/mime", &headers, body.as_bytes()).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let answer: Value = serde_json::from_str(&answer.body).unwrap();
+        let rewritten = answer["message"].as_str().unwrap();
+        let (head, _) = rewritten.split_once("\r\n\r\n").unwrap();
+        let header_url = head
+            .lines()
+            .find_map(|line| line.strip_prefix("List-Unsubscribe: <"))
+            .and_then(|rest| rest.strip_suffix('>'))
+            .unwrap_or_else(|| panic!("no List-Unsubscribe in {head}"))
+            .to_owned();
+        assert!(
+            head.lines()
+                .any(|line| line == "List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+            "{head}"
+        );
+        assert_eq!(answer["report"]["list_unsubscribe"], header_url.as_str());
+        let page_url = answer["report"]["html_parts"][0]["report"]["unsubscribe"][0]["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            rewritten.contains(&format!("href=\"{page_url}\"")),
+            "{rewritten}"
+        );
+
+        let answer = post(addr, request_target(&header_url), FORM, ONE_CLICK).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        (header_url, page_url)
+    });
+    assert!(
+        header_url.starts_with("https://track.example.com/US0/2~"),
+        "{header_url}"
+    );
+    assert_eq!(header_url, page_url, "one link for the message");
+    let events = stop_and_read_events(serve, dir.path());
+    assert_eq!(of(&events, "mime-1").len(), 1, "{events:?}");
+    assert_eq!(events.len(), 1, "{events:?}");
 }
 
 /// A Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
