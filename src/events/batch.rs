@@ -31,7 +31,7 @@ pub struct Batch {
 struct Record {
     /// The event's JSON in `jsonl`, without its newline.
     json: Range<usize>,
-    /// `Open` or `Click`.
+    /// `Open`, `Click` or `Subscription`.
     event_type: &'static str,
     /// The message id in `message_ids`.
     message_id: Range<usize>,
@@ -42,7 +42,7 @@ struct Record {
 pub struct Entry<'a> {
     /// The event as JSON.
     pub json: &'a [u8],
-    /// `Open` or `Click`.
+    /// `Open`, `Click` or `Subscription`.
     pub event_type: &'a str,
     /// The message id.
     pub message_id: &'a str,
