@@ -2,7 +2,8 @@
 //!
 //! Senders pass each HTML email through the [rewriter](crate::rewrite) before sending,
 //! so its links point at their own tracking domain. When a recipient opens the mail or clicks a
-//! link, the proxy answers with a 1×1 pixel or a redirect, and records the open or click.
+//! link, the proxy answers with a 1×1 pixel or a redirect, and records the open or click; a
+//! one-click unsubscribe (RFC 8058) is recorded too.
 //!
 //! Every link is signed; the [tolerant decoder](crate::link::decode()) recovers links that mail
 //! clients and proxies mangled, and follows nothing that does not verify.
@@ -32,20 +33,23 @@
 //!
 //! - [`config`]: the configuration file, its defaults and their reasons, validation.
 //! - [`link`]: the link contract (versions 1 and 2): message ids, send times, tags, targets,
-//!   the key ring, signing, and the tolerant decoder with its repairs.
-//! - [`server`]: `mailtrack serve`: accept loop, TLS with SNI and ACME certificates, routes, client addresses,
+//!   the key ring, signing (clicks, the pixel, the unsubscribe link), and the tolerant
+//!   decoder with its repairs.
+//! - [`server`]: `mailtrack serve`: accept loop, TLS with SNI and ACME certificates, routes
+//!   (the unsubscribe link's page and one-click `POST` among them), client addresses,
 //!   timeouts and limits (the per-client connection cap among them), metrics, the admin
 //!   listener for operators, graceful drain.
-//! - [`events`]: the SES-shaped open and click events, the bounded queue that hands them
-//!   from the request path to the writer, the sinks (JSONL file, Redis stream, stdout), the
-//!   disk spool, and a stream consumer (`events tail`).
+//! - [`events`]: the SES-shaped open, click and unsubscribe (`Subscription`) events, the
+//!   bounded queue that hands them from the request path to the writer, the sinks (JSONL
+//!   file, Redis stream, stdout), the disk spool, and a stream consumer (`events tail`).
 //! - [`notify`]: delivering events to subscribers: rules, Standard Webhooks signatures, the
 //!   retry schedule (growing with `mailtrack notify`).
 //! - [`classify`]: people, proxies and machines: the verdict on every open and click, from
 //!   user-agent patterns, network lists (Apple's egress, Microsoft EOP, the user's), `HEAD`
 //!   and prefetch headers, bursts and the time since sending.
-//! - [`rewrite`]: the HTML rewriter: tracked links, the open pixel, and the report of what was
-//!   left untracked and why; whole MIME messages ([`rewrite::mime`]).
+//! - [`rewrite`]: the HTML rewriter: tracked links, the open pixel, the unsubscribe link
+//!   (on request), and the report of what was left untracked and why; whole MIME messages
+//!   ([`rewrite::mime`]).
 //! - [`testing`]: a fixed key ring, link manglings and fuzz properties, for tests, fuzzers and
 //!   benchmarks.
 

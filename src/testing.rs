@@ -176,7 +176,8 @@ fn browser_request(path: &str) -> String {
 /// within the bound, and anything verified is a target we would have signed. Other modes read
 /// the rest as a URL, sign it in version 1 (mode 1) or 2 (modes 2 and 3, with message tags in
 /// 3), mangle it, and decode it: whatever verifies is exactly what was signed, and an
-/// untouched link always verifies. The message's pixel, mangled the same way, too.
+/// untouched link always verifies. The message's pixel (and in version 2 its unsubscribe
+/// link), mangled the same way, too.
 pub fn check_decoder(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -193,6 +194,7 @@ pub fn check_decoder(data: &[u8]) {
         };
         check_round_trip(&text, &stamp, mangling);
         check_open_round_trip(&stamp, mangling);
+        check_unsubscribe_round_trip(&stamp, mangling);
     }
 }
 
@@ -211,7 +213,7 @@ fn check_decode_is_bounded(request_target: &str, ring: &KeyRing) {
         "{work:?}"
     );
     if let Decoded::Verified(link) = decoded {
-        assert!(link.kind == crate::link::LinkKind::Open || !link.target.is_empty());
+        assert!(link.kind != crate::link::LinkKind::Click || !link.target.is_empty());
         assert!(!link
             .target
             .bytes()
@@ -257,6 +259,25 @@ fn check_open_round_trip(stamp: &MessageStamp, mangling: Mangling) {
             assert!(verified.tags.is_empty() && verified.target.is_empty());
         }
         other => panic!("{mangling:?}: the pixel {mangled} gave {other:?}"),
+    }
+}
+
+/// The unsubscribe link of `stamp`'s message (version 2 only), mangled: as the pixel, it
+/// verifies to the stamp, as an unsubscribe.
+fn check_unsubscribe_round_trip(stamp: &MessageStamp, mangling: Mangling) {
+    let (signer, ring) = shared();
+    let Ok(link) = signer.unsubscribe_url(stamp) else {
+        assert_eq!(stamp.version(), 1, "only a version 1 stamp is refused");
+        return;
+    };
+    let mangled = mangling.apply(request_target(&link));
+    match decode(&mangled, ring) {
+        Decoded::Verified(verified) => {
+            assert_eq!(verified.kind, crate::link::LinkKind::Unsubscribe);
+            assert_stamped(&verified, stamp);
+            assert!(verified.tags.is_empty() && verified.target.is_empty());
+        }
+        other => panic!("{mangling:?}: the unsubscribe link {mangled} gave {other:?}"),
     }
 }
 

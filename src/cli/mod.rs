@@ -95,6 +95,11 @@ enum Command {
         /// passed through byte for byte. A DKIM-signed message is refused.
         #[arg(long)]
         mime: bool,
+        /// Add a one-click unsubscribe link (RFC 8058): hrefs that are {{unsubscribe}} or
+        /// {{amazonSESUnsubscribeUrl}} become it, and with --mime the message gets
+        /// List-Unsubscribe and List-Unsubscribe-Post (refused if it has a List-Unsubscribe).
+        #[arg(long)]
+        unsubscribe: bool,
     },
     /// Decode a request-target (path and query, as received) and print what it is as JSON.
     /// Exits 0 when it verifies, 1 otherwise.
@@ -170,11 +175,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             pixel_at_top,
             browser_urls,
             mime,
+            unsubscribe,
         } => {
             let flags = rewrite::Flags {
                 pixel_at_top,
                 browser_urls,
                 mime,
+                unsubscribe,
             };
             rewrite::run(&config()?, &stamp, report.as_deref(), flags)?;
         }

@@ -20,6 +20,8 @@ pub(super) struct Flags {
     pub(super) browser_urls: bool,
     /// The input is a whole MIME message.
     pub(super) mime: bool,
+    /// Add the one-click unsubscribe link: the placeholders, and with `mime` the headers.
+    pub(super) unsubscribe: bool,
 }
 
 /// Rewrites standard input for the message `stamp` names, writing the report to `report` if given.
@@ -39,6 +41,7 @@ pub(super) fn run(
     if flags.browser_urls {
         options.url_syntax = UrlSyntax::Browser;
     }
+    options.unsubscribe = flags.unsubscribe;
     rewrite_stdio(&options, report, flags.mime)
 }
 

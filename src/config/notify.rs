@@ -31,7 +31,7 @@ use url::Url;
 use super::server::{check_name, Refusal};
 
 /// The event types a rule may name: those the proxy records.
-pub const EVENT_TYPES: [&str; 2] = ["Open", "Click"];
+pub const EVENT_TYPES: [&str; 3] = ["Open", "Click", "Subscription"];
 
 /// How long a receiver has to answer a delivery, when not configured: 5 s. Long enough for a
 /// receiver that writes to its database before it answers; short enough that a hung receiver

@@ -31,7 +31,7 @@ pub struct Batch {
 struct Record {
     /// The event's JSON in `jsonl`, without its newline.
     json: Range<usize>,
-    /// `Open` or `Click`.
+    /// `Open`, `Click` or `Subscription`.
     event_type: &'static str,
     /// The message id in `message_ids`.
     message_id: Range<usize>,
@@ -42,7 +42,7 @@ struct Record {
 pub struct Entry<'a> {
     /// The event as JSON.
     pub json: &'a [u8],
-    /// `Open` or `Click`.
+    /// `Open`, `Click` or `Subscription`.
     pub event_type: &'a str,
     /// The message id.
     pub message_id: &'a str,
@@ -113,10 +113,7 @@ impl Batch {
         self.message_ids.push_str(message_id);
         self.records.push(Record {
             json,
-            event_type: match event_type {
-                EventType::Open => "Open",
-                EventType::Click => "Click",
-            },
+            event_type: event_type.as_str(),
             message_id: start..self.message_ids.len(),
         });
     }

@@ -1,5 +1,6 @@
-//! One open or click, in the shape of Amazon SES event publishing, so that consumers written
-//! for SES read it unchanged. Everything of ours sits under one namespaced object, `mailtrack`.
+//! One open, click or unsubscribe, in the shape of Amazon SES event publishing, so that
+//! consumers written for SES read it unchanged. Everything of ours sits under one namespaced
+//! object, `mailtrack`.
 //!
 //! ```json
 //! {"eventType":"Click",
@@ -9,6 +10,19 @@
 //!  "mailtrack":{"eventId":"019a…","trackingDomain":"track.example.com","method":"GET",
 //!               "repair":"as_received",
 //!               "verdict":{"class":"person","certainty":"probable","signals":[]}}}
+//! ```
+//!
+//! An unsubscribe is SES's `Subscription` event, with no `contactList` (mailtrack keeps no
+//! contact lists: `mail.tags` says which list the message was sent to):
+//!
+//! ```json
+//! {"eventType":"Subscription",
+//!  "mail":{"messageId":"msg-1","timestamp":"2026-11-23T04:00:00.000Z","tags":{"list":["news"]}},
+//!  "subscription":{"timestamp":"2026-11-23T05:02:00.000Z","source":"UnsubscribeHeader",
+//!                  "newTopicPreferences":{"unsubscribeAll":true},
+//!                  "oldTopicPreferences":{"unsubscribeAll":false}},
+//!  "mailtrack":{"eventId":"019a…","trackingDomain":"track.example.com","method":"POST",
+//!               "repair":"as_received","verdict":{…},"secondsSinceSend":3720}}
 //! ```
 //!
 //! `mailtrack.verdict` is the classifier's (`crate::classify`); `mailtrack.secondsSinceSend`
@@ -26,11 +40,11 @@ use uuid::Uuid;
 use super::stamp;
 use crate::link::{LinkKind, LinkTags, VerifiedLink};
 
-/// An open or a click, ready for the sink.
+/// An open, a click or an unsubscribe, ready for the sink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
-    /// `Open` or `Click`.
+    /// `Open`, `Click` or `Subscription`.
     pub event_type: EventType,
     /// The message the link was sent in.
     pub mail: Mail,
@@ -40,6 +54,9 @@ pub struct Event {
     /// Present for a click.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub click: Option<Click>,
+    /// Present for an unsubscribe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Subscription>,
     /// mailtrack's own fields.
     pub mailtrack: Extras,
 }
@@ -51,6 +68,20 @@ pub enum EventType {
     Open,
     /// A link was followed.
     Click,
+    /// The recipient unsubscribed, with the one-click `POST` (RFC 8058) or the button of the
+    /// unsubscribe page.
+    Subscription,
+}
+
+impl EventType {
+    /// The name as in JSON: `Open`, `Click`, `Subscription`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Open => "Open",
+            EventType::Click => "Click",
+            EventType::Subscription => "Subscription",
+        }
+    }
 }
 
 /// SES's `mail` object, of what the link carries: the message id, and from version 2 links
@@ -98,6 +129,51 @@ pub struct Click {
     pub link_tags: BTreeMap<String, Vec<String>>,
 }
 
+/// SES's `subscription` object, for an unsubscribe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    /// SES's contact list. mailtrack keeps none, so it writes none; read for events from
+    /// SES.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_list: Option<String>,
+    /// When the request arrived: RFC 3339, UTC, milliseconds, `Z`.
+    pub timestamp: String,
+    /// How the recipient unsubscribed.
+    pub source: SubscriptionSource,
+    /// After: unsubscribed from everything.
+    pub new_topic_preferences: TopicPreferences,
+    /// Before, as far as the link knows: subscribed.
+    pub old_topic_preferences: TopicPreferences,
+}
+
+/// SES's `subscription.source`: how the recipient unsubscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionSource {
+    /// The mail client's one-click `POST` to the `List-Unsubscribe` URL (RFC 8058).
+    UnsubscribeHeader,
+    /// The button of the page the unsubscribe link shows when it is opened in a browser.
+    UnsubscribeLink,
+}
+
+impl SubscriptionSource {
+    /// The name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionSource::UnsubscribeHeader => "UnsubscribeHeader",
+            SubscriptionSource::UnsubscribeLink => "UnsubscribeLink",
+        }
+    }
+}
+
+/// SES's topic preferences, of which mailtrack knows only the one: unsubscribed from all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicPreferences {
+    /// Whether the recipient is unsubscribed from everything on the list.
+    pub unsubscribe_all: bool,
+}
+
 /// The `mailtrack` object: our fields, kept apart from SES's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,7 +182,7 @@ pub struct Extras {
     pub event_id: String,
     /// The host the request was sent to (`Host` or `:authority`), without the port.
     pub tracking_domain: String,
-    /// `GET` or `HEAD`.
+    /// `GET` or `HEAD`; `POST` for an unsubscribe.
     pub method: String,
     /// Which repair recovered the link (see `VerifiedLink::repair_label`).
     pub repair: String,
@@ -160,7 +236,8 @@ pub struct RequestFacts<'a> {
 }
 
 impl Event {
-    /// The event for a verified link followed by the request `facts` describe.
+    /// The event for a verified link followed by the request `facts` describe; for an
+    /// unsubscribe link see [`EncodedEvent::new`].
     ///
     /// The server does not build this struct: it writes [`EncodedEvent`]s, which hold the
     /// same JSON. This reads one back, so that both always agree.
@@ -168,7 +245,8 @@ impl Event {
         EncodedEvent::new(link, facts).to_event()
     }
 
-    /// The client address the event records.
+    /// The client address the event records; empty for an unsubscribe, whose SES shape has
+    /// none.
     pub fn ip_address(&self) -> &str {
         match (&self.open, &self.click) {
             (Some(open), _) => &open.ip_address,
@@ -189,17 +267,29 @@ pub struct EncodedEvent {
     bytes: Vec<u8>,
     /// Where the JSON ends in `bytes`.
     json_len: usize,
-    /// `Open` or `Click`.
+    /// `Open`, `Click` or `Subscription`.
     event_type: EventType,
 }
 
 impl EncodedEvent {
     /// The event for a verified link followed by the request `facts` describe, with a new
-    /// `eventId`.
+    /// `eventId`. An unsubscribe link's event is recorded as the one-click `POST`'s
+    /// ([`SubscriptionSource::UnsubscribeHeader`]); [`EncodedEvent::subscription`] names
+    /// the source.
     pub fn new(link: &VerifiedLink, facts: &RequestFacts<'_>) -> EncodedEvent {
+        EncodedEvent::subscription(link, facts, SubscriptionSource::UnsubscribeHeader)
+    }
+
+    /// [`EncodedEvent::new`], with the `source` an unsubscribe link's event records (an
+    /// open's or a click's has none, and ignores it).
+    pub fn subscription(
+        link: &VerifiedLink,
+        facts: &RequestFacts<'_>,
+        source: SubscriptionSource,
+    ) -> EncodedEvent {
         let mut bytes = Vec::with_capacity(ENCODED_EVENT_BYTES + link.target.len());
         let event_id = stamp::event_id(facts.received);
-        let event_type = write_event(&mut bytes, link, facts, event_id);
+        let event_type = write_event(&mut bytes, link, facts, event_id, source);
         let json_len = bytes.len();
         bytes.extend_from_slice(link.message_id.as_str().as_bytes());
         EncodedEvent {
@@ -214,7 +304,7 @@ impl EncodedEvent {
         &self.bytes[..self.json_len]
     }
 
-    /// `Open` or `Click`.
+    /// `Open`, `Click` or `Subscription`.
     pub fn event_type(&self) -> EventType {
         self.event_type
     }
@@ -266,14 +356,17 @@ fn write_event(
     link: &VerifiedLink,
     facts: &RequestFacts<'_>,
     event_id: Uuid,
+    source: SubscriptionSource,
 ) -> EventType {
-    let (event_type, object) = match link.kind {
-        LinkKind::Open => (EventType::Open, r#","open":{"ipAddress":""#),
-        LinkKind::Click => (EventType::Click, r#","click":{"ipAddress":""#),
+    let event_type = match link.kind {
+        LinkKind::Open => EventType::Open,
+        LinkKind::Click => EventType::Click,
+        LinkKind::Unsubscribe => EventType::Subscription,
     };
     out.extend_from_slice(match event_type {
         EventType::Open => br#"{"eventType":"Open","mail":{"messageId":"#,
         EventType::Click => br#"{"eventType":"Click","mail":{"messageId":"#,
+        EventType::Subscription => br#"{"eventType":"Subscription","mail":{"messageId":"#,
     });
     // A message id is `[A-Za-z0-9._-]`: nothing to escape.
     out.push(b'"');
@@ -293,17 +386,9 @@ fn write_event(
         write_tags(out, &link.message_tags);
     }
     out.push(b'}');
-    out.extend_from_slice(object.as_bytes());
-    write_ip(out, facts.client_ip);
-    out.extend_from_slice(br#"","timestamp":""#);
-    stamp::write_timestamp(out, facts.received);
-    out.extend_from_slice(br#"","userAgent":"#);
-    write_string(out, facts.user_agent);
-    if link.kind == LinkKind::Click {
-        out.extend_from_slice(br#","link":"#);
-        write_string(out, &link.target);
-        out.extend_from_slice(br#","linkTags":"#);
-        write_tags(out, &link.tags);
+    match event_type {
+        EventType::Open | EventType::Click => write_open_or_click(out, link, facts),
+        EventType::Subscription => write_subscription(out, facts, source),
     }
     out.extend_from_slice(br#"},"mailtrack":{"eventId":""#);
     out.extend_from_slice(
@@ -341,6 +426,37 @@ fn write_event(
     }
     out.extend_from_slice(b"}}");
     event_type
+}
+
+/// `,"open":{…` or `,"click":{…`, without the closing brace.
+fn write_open_or_click(out: &mut Vec<u8>, link: &VerifiedLink, facts: &RequestFacts<'_>) {
+    out.extend_from_slice(match link.kind {
+        LinkKind::Click => br#","click":{"ipAddress":""#,
+        _ => br#","open":{"ipAddress":""#,
+    });
+    write_ip(out, facts.client_ip);
+    out.extend_from_slice(br#"","timestamp":""#);
+    stamp::write_timestamp(out, facts.received);
+    out.extend_from_slice(br#"","userAgent":"#);
+    write_string(out, facts.user_agent);
+    if link.kind == LinkKind::Click {
+        out.extend_from_slice(br#","link":"#);
+        write_string(out, &link.target);
+        out.extend_from_slice(br#","linkTags":"#);
+        write_tags(out, &link.tags);
+    }
+}
+
+/// `,"subscription":{…`, without the closing brace: unsubscribed from all, from subscribed.
+fn write_subscription(out: &mut Vec<u8>, facts: &RequestFacts<'_>, source: SubscriptionSource) {
+    out.extend_from_slice(br#","subscription":{"timestamp":""#);
+    stamp::write_timestamp(out, facts.received);
+    out.extend_from_slice(br#"","source":""#);
+    // A fixed word: nothing to escape.
+    out.extend_from_slice(source.as_str().as_bytes());
+    out.extend_from_slice(
+        br#"","newTopicPreferences":{"unsubscribeAll":true},"oldTopicPreferences":{"unsubscribeAll":false}"#,
+    );
 }
 
 /// A JSON string: copied as it is when nothing in it needs escaping (serde_json escapes only
@@ -545,5 +661,44 @@ mod tests {
             assert_eq!(owned.ip_address(), ip);
             assert_eq!(encoded.event_type(), EventType::Open);
         }
+    }
+
+    #[test]
+    fn subscription_has_the_ses_shape() {
+        let id = stamp_v2("msg-4", "list:news");
+        let url = fixed_signer().unsubscribe_url(&id).unwrap();
+        let link = verified(&url);
+        let post = RequestFacts {
+            method: "POST",
+            ..facts()
+        };
+        for source in [
+            SubscriptionSource::UnsubscribeHeader,
+            SubscriptionSource::UnsubscribeLink,
+        ] {
+            let encoded = EncodedEvent::subscription(&link, &post, source);
+            assert_eq!(encoded.event_type(), EventType::Subscription);
+            let owned = encoded.to_event();
+            assert_eq!(serde_json::to_vec(&owned).unwrap(), encoded.json());
+            let json: serde_json::Value = serde_json::from_slice(encoded.json()).unwrap();
+            assert_eq!(json["eventType"], "Subscription");
+            assert_eq!(json["mail"]["messageId"], "msg-4");
+            assert_eq!(json["mail"]["tags"]["list"][0], "news");
+            assert_eq!(
+                json["subscription"],
+                serde_json::json!({
+                    "timestamp": "2023-11-14T22:13:20.123Z",
+                    "source": source.as_str(),
+                    "newTopicPreferences": {"unsubscribeAll": true},
+                    "oldTopicPreferences": {"unsubscribeAll": false},
+                })
+            );
+            assert_eq!(json["mailtrack"]["method"], "POST");
+            assert!(json.get("open").is_none() && json.get("click").is_none());
+        }
+        // `new` records an unsubscribe link's event as the one-click POST's.
+        let json: serde_json::Value =
+            serde_json::from_slice(EncodedEvent::new(&link, &post).json()).unwrap();
+        assert_eq!(json["subscription"]["source"], "UnsubscribeHeader");
     }
 }

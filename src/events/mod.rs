@@ -45,7 +45,10 @@ pub mod tail;
 pub mod writer;
 
 pub use commit::{Commit, CommitError};
-pub use event::{EncodedEvent, Event, EventType, EventVerdict, RequestFacts, VerdictFacts};
+pub use event::{
+    EncodedEvent, Event, EventType, EventVerdict, RequestFacts, Subscription, SubscriptionSource,
+    VerdictFacts,
+};
 pub use pipeline::{EventPipeline, PipelineError, PipelineHandle};
 pub use stats::{StatsReader, StatsSnapshot};
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::event::{Click, EventVerdict, Extras, Mail, Open};
+use super::event::{
+    Click, EventVerdict, Extras, Mail, Open, Subscription, SubscriptionSource, TopicPreferences,
+};
 use super::{Event, EventType};
 
 /// An open of `message_id`, as a desktop mail client sends it.
@@ -23,6 +25,7 @@ pub fn sample_event(message_id: &str) -> Event {
             user_agent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36".to_owned(),
         }),
         click: None,
+        subscription: None,
         mailtrack: extras(),
     }
 }
@@ -46,7 +49,37 @@ pub fn sample_click(message_id: &str) -> Event {
             link: "https://example.com/offer?utm_source=mail&id=42".to_owned(),
             link_tags,
         }),
+        subscription: None,
         mailtrack: extras(),
+    }
+}
+
+/// A one-click unsubscribe (RFC 8058) from `message_id`, as a mail client posts it.
+pub fn sample_subscription(message_id: &str) -> Event {
+    Event {
+        event_type: EventType::Subscription,
+        mail: Mail {
+            message_id: message_id.to_owned(),
+            timestamp: None,
+            tags: None,
+        },
+        open: None,
+        click: None,
+        subscription: Some(Subscription {
+            contact_list: None,
+            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            source: SubscriptionSource::UnsubscribeHeader,
+            new_topic_preferences: TopicPreferences {
+                unsubscribe_all: true,
+            },
+            old_topic_preferences: TopicPreferences {
+                unsubscribe_all: false,
+            },
+        }),
+        mailtrack: Extras {
+            method: "POST".to_owned(),
+            ..extras()
+        },
     }
 }
 

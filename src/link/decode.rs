@@ -4,7 +4,8 @@
 //! 1. Strip the route prefix and any punctuation a client glued on at the end.
 //! 2. Peel `={kid}`, the MAC, the message id and the version segment (with its send time and
 //!    tags) off the right. What is left is the target, in an unknown state. An open has a
-//!    version segment only from version 2 on.
+//!    version segment only from version 2 on; an unsubscribe link always has one (it exists
+//!    only from version 2) and, like an open, no target.
 //! 3. Try the bounded list of [repairs](super::repair) and follow the first candidate whose
 //!    MAC verifies.
 //!
@@ -38,9 +39,10 @@ pub enum Decoded {
 /// A link whose MAC verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedLink {
-    /// Click or open.
+    /// Click, open or unsubscribe.
     pub kind: LinkKind,
-    /// The signed destination, exactly as it goes into `Location`. Empty for an open.
+    /// The signed destination, exactly as it goes into `Location`. Empty for an open and an
+    /// unsubscribe.
     pub target: String,
     /// The message the link was sent in.
     pub message_id: MessageId,
@@ -48,7 +50,7 @@ pub struct VerifiedLink {
     pub send_time: Option<SendTime>,
     /// The message's tags (SES's `mail.tags`); empty for a version 1 link.
     pub message_tags: LinkTags,
-    /// The link's tags (SES's `click.linkTags`); always empty for an open.
+    /// The link's tags (SES's `click.linkTags`); always empty for an open and an unsubscribe.
     pub tags: LinkTags,
     /// The key that verified it.
     pub key_id: KeyId,
@@ -80,10 +82,10 @@ impl VerifiedLink {
 /// A link that could be read but not verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnverifiedLink {
-    /// Click or open.
+    /// Click, open or unsubscribe.
     pub kind: LinkKind,
     /// The best-effort destination of a click, normalised as a browser would. `None` for
-    /// an open.
+    /// an open and an unsubscribe.
     pub target: Option<String>,
     /// The message id, when the link's tail was intact.
     pub message_id: Option<MessageId>,
@@ -143,12 +145,15 @@ impl UnverifiedReason {
 pub enum InvalidReason {
     /// Longer than [`MAX_REQUEST_TARGET`].
     TooLong,
-    /// Not under `/CL0/`, `/L0/`, `/CI0/` or `/I0/`.
+    /// Not under `/CL0/`, `/L0/`, `/CI0/`, `/I0/` or `/US0/`.
     NotALink,
     /// A click from which no http(s) destination could be read.
     NoDestination,
     /// An open whose message id, MAC or key id is missing or malformed.
     MalformedOpen,
+    /// An unsubscribe link whose version segment, message id, MAC or key id is missing or
+    /// malformed.
+    MalformedUnsubscribe,
 }
 
 impl InvalidReason {
@@ -159,6 +164,7 @@ impl InvalidReason {
             InvalidReason::NotALink => "not_a_link",
             InvalidReason::NoDestination => "no_destination",
             InvalidReason::MalformedOpen => "malformed_open",
+            InvalidReason::MalformedUnsubscribe => "malformed_unsubscribe",
         }
     }
 }
@@ -245,7 +251,8 @@ pub fn decode_counting(request_target: &str, ring: &KeyRing, work: &mut DecodeWo
     };
     let found = match kind {
         LinkKind::Click => try_candidates(received_target, &mut check),
-        LinkKind::Open => {
+        // Neither has a target: the MAC is over the empty one, and only as received.
+        LinkKind::Open | LinkKind::Unsubscribe => {
             check(Repair::AsReceived, b"").map_break(|repair| (repair, Cow::default()))
         }
     };
@@ -286,7 +293,7 @@ pub fn decode_counting(request_target: &str, ring: &KeyRing, work: &mut DecodeWo
 fn could_be_signed(kind: LinkKind, candidate: &[u8]) -> bool {
     match kind {
         LinkKind::Click => target::could_be_signed(candidate),
-        LinkKind::Open => candidate.is_empty(),
+        LinkKind::Open | LinkKind::Unsubscribe => candidate.is_empty(),
     }
 }
 
@@ -300,7 +307,10 @@ fn unverified(
 ) -> Decoded {
     let target = match kind {
         LinkKind::Open if tail.is_none() => return Decoded::Invalid(InvalidReason::MalformedOpen),
-        LinkKind::Open => None,
+        LinkKind::Unsubscribe if tail.is_none() => {
+            return Decoded::Invalid(InvalidReason::MalformedUnsubscribe)
+        }
+        LinkKind::Open | LinkKind::Unsubscribe => None,
         LinkKind::Click => match best_effort_destination(received_target) {
             Some(target) => Some(target),
             None => return Decoded::Invalid(InvalidReason::NoDestination),
@@ -381,6 +391,9 @@ impl Tail {
                 Some((version, message_id)) => Some(("", message_id, Some(version))),
                 None => Some(("", before_signature, None)),
             },
+            // `{version segment}/{message_id}`, always: there is no version 1 unsubscribe.
+            LinkKind::Unsubscribe => rsplit_at_ascii(before_signature, b'/')
+                .map(|(version, message_id)| ("", message_id, Some(version))),
         };
         // One look for a `%` over the whole tail, rather than one per segment: there usually is
         // none, and then every segment reads as it is.
@@ -406,9 +419,9 @@ impl Tail {
             Some(version) => {
                 let version = read(version).ok_or(malformed)?;
                 let segment = version::read(&version).ok_or(malformed)?;
-                // An open's segment is version 2's, and an open has no link tags.
+                // An open's (and an unsubscribe's) segment is version 2's, with no link tags.
                 let open_ok = segment.send_time.is_some() && segment.link_tags.is_empty();
-                if kind == LinkKind::Open && !open_ok {
+                if kind != LinkKind::Click && !open_ok {
                     return Err(malformed);
                 }
                 segment

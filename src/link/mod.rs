@@ -6,6 +6,7 @@
 //! ```text
 //! click v2: {base}/CL0/{target}/2~{send time}[~{key}={value}]*[~{key}:{value}]*/{message_id}/{mac}={kid}
 //! open v2:  {base}/CI0/2~{send time}[~{key}={value}]*/{message_id}/{mac}={kid}
+//! unsubscribe v2: {base}/US0/2~{send time}[~{key}={value}]*/{message_id}/{mac}={kid}
 //! click v1: {base}/CL0/{target}/1[~{key}:{value}]*/{message_id}/{mac}={kid}
 //! open v1:  {base}/CI0/{message_id}/{mac}={kid}
 //! ```
@@ -29,7 +30,7 @@
 //! - [`target`]: normalising a destination and encoding it into a path segment.
 //! - [`key_ring`]: the key file: ids, secrets and states.
 //! - [`signature`]: the MAC over the link's fields.
-//! - [`sign`]: [`LinkSigner`], which writes click and open links.
+//! - [`sign`]: [`LinkSigner`], which writes click, open and unsubscribe links.
 //! - [`repair`]: the bounded list of repairs tried on a mangled target.
 //! - [`decode`]: [`decode()`], the tolerant decoder.
 
@@ -73,6 +74,10 @@ pub enum LinkKind {
     Click,
     /// An open of the message: answered with a 1×1 GIF.
     Open,
+    /// A one-click unsubscribe (RFC 8058): a `POST` records it; a `GET` only shows the page
+    /// whose button posts. Version 2 only, with the pixel's layout and its own kind byte
+    /// under the MAC, so that no open link verifies as an unsubscribe.
+    Unsubscribe,
 }
 
 impl LinkKind {
@@ -81,6 +86,7 @@ impl LinkKind {
         match self {
             LinkKind::Click => "click",
             LinkKind::Open => "open",
+            LinkKind::Unsubscribe => "unsubscribe",
         }
     }
 
@@ -89,19 +95,22 @@ impl LinkKind {
         match self {
             LinkKind::Click => "/CL0/",
             LinkKind::Open => "/CI0/",
+            LinkKind::Unsubscribe => "/US0/",
         }
     }
 
     /// Splits a request-target into the link kind and the rest after the route prefix.
     ///
     /// `/CL0/` and `/CI0/` are what we write; `/L0/` and `/I0/` are SES's shorter forms,
-    /// accepted so that links migrated from SES keep working.
+    /// accepted so that links migrated from SES keep working. `/US0/` is ours alone: SES's
+    /// unsubscribe links go to SES.
     pub fn split_route(request_target: &str) -> Option<(LinkKind, &str)> {
-        const ROUTES: [(&str, LinkKind); 4] = [
+        const ROUTES: [(&str, LinkKind); 5] = [
             ("/CL0/", LinkKind::Click),
             ("/L0/", LinkKind::Click),
             ("/CI0/", LinkKind::Open),
             ("/I0/", LinkKind::Open),
+            ("/US0/", LinkKind::Unsubscribe),
         ];
         ROUTES.iter().find_map(|&(prefix, kind)| {
             request_target.strip_prefix(prefix).map(|rest| (kind, rest))

@@ -15,7 +15,8 @@ use super::{version, LinkKind, MessageId};
 /// The link tags of a pixel, which has none.
 static NO_TAGS: LinkTags = LinkTags::EMPTY;
 
-/// Writes click and open links for one tracking domain, signed with the ring's active key.
+/// Writes click, open and unsubscribe links for one tracking domain, signed with the ring's
+/// active key.
 ///
 /// Every link of a message carries its [`MessageStamp`]: the message id and, in version 2,
 /// the send time and the message tags.
@@ -43,6 +44,10 @@ pub enum SignError {
         "tracking base URL {0:?} must be http(s)://host[:port] with no path, query or fragment"
     )]
     BadBaseUrl(String),
+    /// An unsubscribe link was asked for with a version 1 stamp: the unsubscribe link exists
+    /// only from version 2, so that every one carries its send time.
+    #[error("message {0}: an unsubscribe link needs a version 2 stamp (with a send time)")]
+    UnsubscribeNeedsVersion2(String),
 }
 
 impl LinkSigner {
@@ -121,6 +126,30 @@ impl LinkSigner {
         }
         self.push_tail(&mut link, stamp.id(), &mac, key.id());
         link
+    }
+
+    /// The one-click unsubscribe link (RFC 8058) for the message `stamp` describes:
+    /// `/US0/2~{send time}[~{key}={value}]*/{message_id}/{mac}={kid}`, the pixel's layout
+    /// under its own route and kind byte.
+    ///
+    /// Version 2 only: a version 1 stamp is refused, so that every unsubscribe link carries
+    /// its send time (and a scanner's quick GET can be told from a person's).
+    pub fn unsubscribe_url(&self, stamp: &MessageStamp) -> Result<String, SignError> {
+        if stamp.version() < 2 {
+            return Err(SignError::UnsubscribeNeedsVersion2(
+                stamp.id().as_str().to_owned(),
+            ));
+        }
+        let key = self.ring.signing_key();
+        let fields = SignedFields::new(LinkKind::Unsubscribe, stamp, &NO_TAGS);
+        let mac = MacPrefix::new(key, &fields).mac(b"");
+        let mut link = String::with_capacity(self.origin.len() + 96);
+        link.push_str(&self.origin);
+        link.push_str(LinkKind::Unsubscribe.route());
+        version::write(stamp, &NO_TAGS, &mut link);
+        link.push('/');
+        self.push_tail(&mut link, stamp.id(), &mac, key.id());
+        Ok(link)
     }
 
     /// The tracking domain's origin, as links start.
@@ -264,5 +293,115 @@ pub(crate) mod tests {
         let with_port = Url::parse("http://127.0.0.1:8080/").unwrap();
         let signer = LinkSigner::new(&with_port, Arc::new(test_ring())).unwrap();
         assert_eq!(signer.origin(), "http://127.0.0.1:8080");
+    }
+
+    /// An unsubscribe link of `stamp` from the fixed signer, as a request-target.
+    fn unsubscribe_target(stamp: &MessageStamp) -> String {
+        let link = crate::testing::fixed_signer()
+            .unsubscribe_url(stamp)
+            .unwrap();
+        crate::testing::request_target(&link).to_owned()
+    }
+
+    fn decoded(request_target: &str) -> crate::link::Decoded {
+        crate::link::decode(request_target, &crate::testing::fixed_ring())
+    }
+
+    #[test]
+    fn unsubscribe_link_round_trips_with_the_pixels_layout() {
+        let stamp = crate::testing::stamp_v2("msg-1", "campaign:spring");
+        let target = unsubscribe_target(&stamp);
+        assert!(
+            target.starts_with("/US0/2~tpfds0~campaign=spring/msg-1/"),
+            "{target}"
+        );
+        let crate::link::Decoded::Verified(link) = decoded(&target) else {
+            panic!("{target} does not verify");
+        };
+        assert_eq!(link.kind, LinkKind::Unsubscribe);
+        assert_eq!(&link.message_id, stamp.id());
+        assert_eq!(link.send_time, stamp.send_time());
+        assert_eq!(&link.message_tags, stamp.tags());
+        assert!(link.target.is_empty() && link.tags.is_empty());
+        // The same parts as the pixel's, apart from the route and the MAC.
+        let pixel = crate::testing::fixed_signer().open_url(&stamp);
+        let pixel = crate::testing::request_target(&pixel);
+        let without_mac = |t: &str| t[5..t.rfind('/').unwrap()].to_owned();
+        assert_eq!(without_mac(&target), without_mac(pixel));
+        assert_ne!(target[5..], pixel[5..]);
+    }
+
+    #[test]
+    fn unsubscribe_link_needs_version_2() {
+        let v1 = MessageStamp::version_1(MessageId::new("msg-1").unwrap());
+        assert_eq!(
+            test_signer().unsubscribe_url(&v1),
+            Err(SignError::UnsubscribeNeedsVersion2("msg-1".into()))
+        );
+    }
+
+    #[test]
+    fn a_tampered_unsubscribe_link_never_verifies() {
+        use crate::link::{Decoded, InvalidReason, UnverifiedReason};
+        let stamp = crate::testing::stamp_v2("msg-1", "campaign:spring");
+        let target = unsubscribe_target(&stamp);
+        let (before_mac, mac_and_kid) = target.rsplit_once('/').unwrap();
+        let mut flipped_mac = mac_and_kid.to_owned();
+        // The first character carries six bits of the MAC: any other letter changes it.
+        let first = if flipped_mac.starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
+        flipped_mac.replace_range(..1, first);
+        let pixel = crate::testing::fixed_signer().open_url(&stamp);
+        let pixel = crate::testing::request_target(&pixel);
+        let bad_mac = [
+            // The send time, one second later.
+            target.replace("/2~tpfds0~", "/2~tpfds1~"),
+            // A message tag changed, and one dropped.
+            target.replace("=spring", "=autumn"),
+            target.replace("~campaign=spring", ""),
+            target.replace("/msg-1/", "/msg-2/"),
+            format!("{before_mac}/{flipped_mac}"),
+            // The pixel's parts and MAC, under /US0/: an open never unsubscribes.
+            pixel.replacen("/CI0/", "/US0/", 1),
+        ];
+        for request in bad_mac {
+            match decoded(&request) {
+                Decoded::Unverified(link) => {
+                    assert_eq!(link.reason, UnverifiedReason::BadMac, "{request}");
+                    assert_eq!(link.kind, LinkKind::Unsubscribe, "{request}");
+                }
+                other => panic!("{request}: {other:?}"),
+            }
+        }
+        // And the reverse: the unsubscribe link's parts are no open.
+        let as_open = target.replacen("/US0/", "/CI0/", 1);
+        assert!(matches!(decoded(&as_open), Decoded::Unverified(_)));
+        let malformed = [
+            // No version segment (version 1's layout), a link tag, a bad MAC length.
+            format!("/US0/msg-1/{mac_and_kid}"),
+            target.replace("~campaign=spring", "~campaign=spring~a:b"),
+            format!("{before_mac}/{}", &mac_and_kid[1..]),
+            "/US0/".to_owned(),
+        ];
+        for request in malformed {
+            assert!(
+                matches!(
+                    decoded(&request),
+                    Decoded::Invalid(InvalidReason::MalformedUnsubscribe)
+                ),
+                "{request}: {:?}",
+                decoded(&request)
+            );
+        }
+        // A click link's MAC under /US0/ does not verify either.
+        let click = crate::testing::fixed_signer()
+            .click_url("https://example.com/", &stamp, &LinkTags::new())
+            .unwrap();
+        let (_, click_mac) = click.rsplit_once('/').unwrap();
+        let forged = format!("{before_mac}/{click_mac}");
+        assert!(!matches!(decoded(&forged), Decoded::Verified(_)));
     }
 }

@@ -9,6 +9,10 @@
 //!              | tag count u32 | (len+key len+value)* | len+target
 //! ```
 //!
+//! `kind` is one byte: `C` click, `O` open, `U` unsubscribe. An open and an unsubscribe link
+//! carry the same fields (no tags, an empty target), so this byte alone keeps one from
+//! verifying as the other.
+//!
 //! Every variable field is length-prefixed (u32, big-endian), and the version comes before
 //! any field in which the two differ, so no two different links can feed the same bytes to
 //! the HMAC.
@@ -36,7 +40,7 @@ const DOMAIN: &[u8] = b"mailtrack-link\0";
 /// try several candidate targets against one prepared prefix.
 #[derive(Debug, Clone, Copy)]
 pub struct SignedFields<'a> {
-    /// Click or open.
+    /// Click, open or unsubscribe.
     pub kind: LinkKind,
     /// The message id.
     pub message_id: &'a str,
@@ -85,6 +89,7 @@ impl MacPrefix {
         prefix.push(&[match fields.kind {
             LinkKind::Click => b'C',
             LinkKind::Open => b'O',
+            LinkKind::Unsubscribe => b'U',
         }]);
         prefix.push(&fields.version().to_be_bytes());
         prefix.push(&key.id().to_be_bytes());
@@ -265,6 +270,10 @@ mod tests {
             let mut variants = vec![
                 SignedFields {
                     kind: LinkKind::Open,
+                    ..base
+                },
+                SignedFields {
+                    kind: LinkKind::Unsubscribe,
                     ..base
                 },
                 SignedFields {

@@ -928,7 +928,8 @@ fn named(error: io::Error, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
-/// The time of an event line: its `open.timestamp` or `click.timestamp`.
+/// The time of an event line: its `open.timestamp`, `click.timestamp` or
+/// `subscription.timestamp`.
 pub fn event_time(line: &str) -> Option<SystemTime> {
     #[derive(Deserialize)]
     struct Stamped {
@@ -938,9 +939,10 @@ pub fn event_time(line: &str) -> Option<SystemTime> {
     struct Event {
         open: Option<Stamped>,
         click: Option<Stamped>,
+        subscription: Option<Stamped>,
     }
     let event: Event = serde_json::from_str(line).ok()?;
-    let stamp = event.open.or(event.click)?;
+    let stamp = event.open.or(event.click).or(event.subscription)?;
     humantime::parse_rfc3339(&stamp.timestamp).ok()
 }
 

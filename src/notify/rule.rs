@@ -35,7 +35,9 @@ pub enum Condition {
         values: BTreeSet<String>,
     },
     /// The classifier's verdict is a machine's (`Only`), or is not (`Exclude`). `Include`
-    /// makes no condition.
+    /// makes no condition. An unsubscribe always meets it: RFC 8058's `POST` is sent by the
+    /// mail provider's servers for its user, so a machine's verdict there is still the
+    /// person's wish, and an endpoint that wants unsubscribes must not lose one to it.
     Machines(MachineFilter),
 }
 
@@ -122,6 +124,7 @@ impl Condition {
             Condition::EventType(types) => types.contains(&event.event_type),
             Condition::Tag { tag, values } => event.tag_values(tag).any(|v| values.contains(v)),
             Condition::Machines(MachineFilter::Include) => true,
+            Condition::Machines(_) if event.event_type == "Subscription" => true,
             Condition::Machines(MachineFilter::Exclude) => !event.is_machine(),
             Condition::Machines(MachineFilter::Only) => event.is_machine(),
         }
@@ -252,6 +255,36 @@ mod tests {
         }
         // No verdict: a person's.
         assert!(exclude.matches(&open()) && !only.matches(&open()));
+    }
+
+    #[test]
+    fn unsubscribes_are_selected_by_type_and_message_tags() {
+        let json = r#"{"eventType":"Subscription","mail":{"messageId":"m","timestamp":
+            "2026-12-02T06:00:00.000Z","tags":{"list":["news"]}},"subscription":{"timestamp":
+            "2026-12-02T07:00:00.000Z","source":"UnsubscribeHeader","newTopicPreferences":
+            {"unsubscribeAll":true},"oldTopicPreferences":{"unsubscribeAll":false}},
+            "mailtrack":{"eventId":"e5","trackingDomain":"t","method":"POST","repair":"as_received"}}"#;
+        let unsubscribe = EventFacts::parse(json).unwrap();
+        assert!(rule(&["Subscription"], &[]).matches(&unsubscribe));
+        assert!(rule(&["Subscription"], &[("list", &["news"])]).matches(&unsubscribe));
+        assert!(!rule(&["Subscription"], &[("list", &["offers"])]).matches(&unsubscribe));
+        assert!(!rule(&["Open", "Click"], &[]).matches(&unsubscribe));
+        assert!(!rule(&["Subscription"], &[]).matches(&open()));
+        // The machine filter does not drop an unsubscribe, whatever its verdict.
+        let machine = json.replace(
+            r#""repair":"as_received"}"#,
+            r#""repair":"as_received","verdict":{"class":"machine_click"}}"#,
+        );
+        let machine = EventFacts::parse(&machine).unwrap();
+        assert!(machine.is_machine());
+        for machines in [MachineFilter::Exclude, MachineFilter::Only] {
+            let wanted = Rule::new(&RuleConfig {
+                event_types: BTreeSet::from(["Subscription".to_owned()]),
+                machines,
+                ..RuleConfig::default()
+            });
+            assert!(wanted.matches(&machine) && wanted.matches(&unsubscribe));
+        }
     }
 
     #[test]

@@ -283,11 +283,12 @@ fn signature(fields: &BTreeMap<&'static str, String>) -> String {
     STANDARD.encode(digest(&SHA256, text.as_bytes()))
 }
 
-/// When the event happened (`open.timestamp` or `click.timestamp`, as recorded), or now.
+/// When the event happened (`open.timestamp`, `click.timestamp` or
+/// `subscription.timestamp`, as recorded), or now.
 fn event_timestamp(event: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(event).ok();
     let recorded = parsed.as_ref().and_then(|event| {
-        ["click", "open"]
+        ["click", "open", "subscription"]
             .iter()
             .find_map(|kind| event.get(kind)?.get("timestamp")?.as_str())
             .map(str::to_owned)

@@ -4,8 +4,8 @@
 use lol_html::html_content::{Comment, Element};
 
 use super::href::{classify, decode_entities, Trackable};
-use super::report::{SkipReason, SkippedLink, TrackedLink};
-use super::{RewriteOptions, UrlSyntax};
+use super::report::{SkipReason, SkippedLink, TrackedLink, UnsubscribeLink};
+use super::{RewriteOptions, UrlSyntax, UNSUBSCRIBE_PLACEHOLDERS};
 use crate::link::{LinkSigner, LinkTags, MessageStamp};
 
 /// Marks a link the sender does not want tracked, as in SES.
@@ -28,6 +28,10 @@ pub(crate) struct LinkTracker {
     pub(crate) tracked: Vec<TrackedLink>,
     /// The links left alone so far, in document order.
     pub(crate) skipped: Vec<SkippedLink>,
+    /// The message's unsubscribe link, when the options ask for one.
+    unsubscribe_url: Option<String>,
+    /// The unsubscribe placeholders filled so far, in document order.
+    pub(crate) unsubscribe: Vec<UnsubscribeLink>,
 }
 
 impl LinkTracker {
@@ -41,6 +45,8 @@ impl LinkTracker {
             seen: 0,
             tracked: Vec::new(),
             skipped: Vec::new(),
+            unsubscribe_url: options.unsubscribe.then(|| options.unsubscribe_url()),
+            unsubscribe: Vec::new(),
         }
     }
 
@@ -64,6 +70,20 @@ impl LinkTracker {
         self.seen += 1;
         let url = decode_entities(&raw_href).into_owned();
         let source = element.source_location().bytes();
+        if let Some(unsubscribe_url) = &self.unsubscribe_url {
+            let placeholder = url.trim();
+            if UNSUBSCRIBE_PLACEHOLDERS.contains(&placeholder) {
+                // `href` is a valid attribute name, the only thing set_attribute checks.
+                let _ = element.set_attribute("href", &htmlize::escape_attribute(unsubscribe_url));
+                self.unsubscribe.push(UnsubscribeLink {
+                    index,
+                    placeholder: placeholder.to_owned(),
+                    url: unsubscribe_url.clone(),
+                    source,
+                });
+                return;
+            }
+        }
         match self.decide(&url, no_track, tags.as_deref()) {
             Ok((target, tags)) => {
                 let tracked_url = self

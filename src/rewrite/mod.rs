@@ -14,6 +14,10 @@
 //!   `<style>` and `<textarea>` are not links to a browser and are not touched; but those in
 //!   Outlook's conditional comments (`<!--[if mso]>…<![endif]-->`, where VML buttons live)
 //!   are links to Outlook, and are reported ([`SkipReason::ConditionalComment`]).
+//! - **Unsubscribe:** with [`RewriteOptions::unsubscribe`], an href that is
+//!   `{{unsubscribe}}` or SES's `{{amazonSESUnsubscribeUrl}}` becomes the message's signed
+//!   one-click unsubscribe link (`/US0/…`), not click-tracked on top, and is reported in
+//!   [`RewriteReport::unsubscribe`]. Without it, they are placeholders like any other.
 //! - **Unchanged:** every byte outside the rewritten start tags and the added pixel. lol_html
 //!   writes every token it is not asked to modify exactly as it read it; the rewriter only
 //!   modifies the start tags of links (to set the href or drop `ses:` attributes), the text
@@ -63,9 +67,11 @@ mod tests;
 use std::io::{Read, Write};
 
 pub use error::RewriteError;
-pub use options::{PixelPlacement, RewriteOptions, UrlSyntax};
+pub use options::{PixelPlacement, RewriteOptions, UrlSyntax, UNSUBSCRIBE_PLACEHOLDERS};
 pub use pixel::{pixel_html, OPEN_TRACKER_MARKER};
-pub use report::{PixelPosition, RewriteReport, SkipReason, SkippedLink, TrackedLink};
+pub use report::{
+    PixelPosition, RewriteReport, SkipReason, SkippedLink, TrackedLink, UnsubscribeLink,
+};
 pub use rewriter::Rewriter;
 
 /// How much of a stream is read at a time: large enough that per-call overhead vanishes,

@@ -24,7 +24,16 @@ pub struct RewriteOptions {
     /// Where the open pixel goes when the message has no `{{ses:openTracker}}`.
     /// [`PixelPlacement::BodyEnd`] unless set.
     pub pixel: PixelPlacement,
+    /// Whether the message gets a one-click unsubscribe link ([`Self::unsubscribe_url`]):
+    /// hrefs that are [`UNSUBSCRIBE_PLACEHOLDERS`] become it, and a MIME message gets
+    /// `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 8058). Off unless set: then the
+    /// placeholders are left for the sending platform, and reported as placeholders.
+    pub unsubscribe: bool,
 }
+
+/// The hrefs that [`RewriteOptions::unsubscribe`] fills with the message's unsubscribe link:
+/// ours, and SES's, so that templates written for SES work unchanged.
+pub const UNSUBSCRIBE_PLACEHOLDERS: [&str; 2] = ["{{unsubscribe}}", "{{amazonSESUnsubscribeUrl}}"];
 
 impl RewriteOptions {
     /// Options for `message_id` with every default: sent now, with no message tags.
@@ -37,6 +46,7 @@ impl RewriteOptions {
             max_links: DEFAULT_MAX_LINKS,
             url_syntax: UrlSyntax::default(),
             pixel: PixelPlacement::default(),
+            unsubscribe: false,
         }
     }
 
@@ -46,6 +56,14 @@ impl RewriteOptions {
         let mut options = RewriteOptions::new(config.signer()?, message_id);
         options.max_links = config.tracking.max_links;
         Ok(options)
+    }
+
+    /// The message's one-click unsubscribe link (`/US0/…`), signed like its other links.
+    pub fn unsubscribe_url(&self) -> String {
+        self.signer
+            .unsubscribe_url(&self.stamp())
+            // `stamp` always has a send time, so it is always version 2's.
+            .expect("a rewrite's stamp is version 2")
     }
 
     /// What every link and the pixel of the message carry: its id, send time and tags.

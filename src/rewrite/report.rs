@@ -20,6 +20,25 @@ pub struct RewriteReport {
     pub skipped: Vec<SkippedLink>,
     /// Where the open pixel went.
     pub pixel: Option<PixelPosition>,
+    /// The unsubscribe placeholders filled with the message's unsubscribe link, in document
+    /// order (with [`RewriteOptions::unsubscribe`](super::RewriteOptions::unsubscribe) only;
+    /// absent from the JSON when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsubscribe: Vec<UnsubscribeLink>,
+}
+
+/// An href that was an unsubscribe placeholder and is now the message's unsubscribe link.
+/// It is not click-tracked on top: the link records the unsubscribe itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnsubscribeLink {
+    /// The link's position among the message's `<a href>` and `<area href>`, from 0.
+    pub index: usize,
+    /// The placeholder it was (`{{unsubscribe}}`, `{{amazonSESUnsubscribeUrl}}`).
+    pub placeholder: String,
+    /// The unsubscribe link written into the href (before HTML escaping).
+    pub url: String,
+    /// The byte range of the link's start tag in the input.
+    pub source: Range<usize>,
 }
 
 /// A link that is now tracked.
@@ -171,6 +190,7 @@ mod tests {
                 },
             ],
             pixel: Some(PixelPosition::BodyEnd),
+            unsubscribe: Vec::new(),
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["tracked"][0]["tags"]["campaign"][0], "spring");
@@ -180,6 +200,7 @@ mod tests {
         assert_eq!(json["skipped"][1]["reason"], "fragment");
         assert!(json["skipped"][1].get("detail").is_none());
         assert_eq!(json["pixel"], "body_end");
+        assert!(json.get("unsubscribe").is_none(), "{json}");
     }
 
     #[test]

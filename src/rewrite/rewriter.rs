@@ -154,6 +154,7 @@ impl<W: Write> Rewriter<W> {
             tracked: std::mem::take(&mut state.links.tracked),
             skipped: std::mem::take(&mut state.links.skipped),
             pixel: state.pixel.placed,
+            unsubscribe: std::mem::take(&mut state.links.unsubscribe),
         };
         Ok((writer, report))
     }

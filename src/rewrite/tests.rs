@@ -397,3 +397,45 @@ impl std::io::Write for FailingWriter {
         Ok(())
     }
 }
+
+#[test]
+fn unsubscribe_placeholders_become_the_signed_unsubscribe_link_only_when_asked() {
+    let html = "<body><a href=\"{{unsubscribe}}\">Unsubscribe</a> \
+                <a href=\" {{amazonSESUnsubscribeUrl}} \">SES's</a> \
+                <a href=\"{{other}}\">other</a></body>";
+    let off = rewrite(html);
+    assert!(off.report.unsubscribe.is_empty());
+    assert_eq!(off.report.skipped.len(), 3);
+    assert!(off.html.contains("href=\"{{unsubscribe}}\""));
+
+    let mut with = options();
+    with.unsubscribe = true;
+    let on = rewrite_str(html, &with).unwrap();
+    let url = with.unsubscribe_url();
+    assert!(
+        url.starts_with("https://track.example.com/US0/2~tpfds0/msg-1/"),
+        "{url}"
+    );
+    assert_eq!(on.report.unsubscribe.len(), 2);
+    assert_eq!(on.report.unsubscribe[0].placeholder, "{{unsubscribe}}");
+    assert_eq!(
+        on.report.unsubscribe[1].placeholder,
+        "{{amazonSESUnsubscribeUrl}}"
+    );
+    assert_eq!(on.report.unsubscribe[1].index, 1);
+    assert_eq!(
+        on.html.matches(&format!("href=\"{url}\"")).count(),
+        2,
+        "{}",
+        on.html
+    );
+    // Not click-tracked on top; the other placeholder is still one.
+    assert!(on.report.tracked.is_empty());
+    assert_eq!(on.report.skipped.len(), 1);
+    match decode(request_target(&url), &fixed_ring()) {
+        Decoded::Verified(link) => assert_eq!(link.kind, crate::link::LinkKind::Unsubscribe),
+        other => panic!("{other:?}"),
+    }
+    let json = serde_json::to_value(&on.report).unwrap();
+    assert_eq!(json["unsubscribe"][0]["url"], url);
+}

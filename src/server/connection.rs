@@ -68,6 +68,7 @@ use super::detect::{detect, Protocol, Rewind};
 use super::drive::{drive, HttpConnection};
 use super::routes::{self, Answer, Reply};
 use super::state::State;
+use super::unsubscribe;
 
 /// The largest request head accepted, start line and headers together: SES's 8 KiB, which
 /// is also the longest link the decoder reads. HTTP/1 answers 431 past it; HTTP/2 refuses
@@ -94,8 +95,9 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 16;
 /// defence against "rapid reset" floods (CVE-2023-44487).
 pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 
-/// How much of a request body one HTTP/2 stream may send before it is read. No route reads a
-/// body (every one is GET or HEAD), so this only bounds what a client can make us buffer;
+/// How much of a request body one HTTP/2 stream may send before it is read. Only a `POST` to
+/// an unsubscribe link has its body read, and at most 1 KiB of it
+/// ([`unsubscribe::MAX_FORM_BYTES`]), so this mostly bounds what a client can make us buffer;
 /// 16 KiB is one frame, so a client that sends a body anyway is not stalled mid-frame.
 pub const HTTP2_STREAM_RECEIVE_WINDOW: u32 = 16 * 1024;
 
@@ -298,6 +300,18 @@ impl Service<Request<Incoming>> for Respond {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let ticket = self.activity.begin_answer();
+        if unsubscribe::is_post(&request) {
+            // The one request whose body is read: boxed like a `sync` answer, and as rare.
+            let (state, peer) = (self.state.clone(), self.peer);
+            return Either::Right(Box::pin(async move {
+                let Reply { answer, commit } =
+                    unsubscribe::respond_to_post(request, peer, &state).await;
+                if let Some(commit) = commit {
+                    commit.wait(&state).await;
+                }
+                Ok(answer.map(|body| AnswerBody::new(body, ticket)))
+            }));
+        }
         let Reply { answer, commit } = routes::respond(&request, self.peer, &self.state);
         // Held until the answer is taken: see `Answered`.
         let uri = request.into_parts().0.uri;

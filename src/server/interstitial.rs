@@ -1,5 +1,5 @@
 //! The pages the proxy shows people: the interstitial for a link that could be read but not
-//! verified, and the small error pages.
+//! verified, the unsubscribe page and its confirmation, and the small error pages.
 //!
 //! The interstitial names the destination's host in large type and links to it. It never
 //! leaves by itself: no meta refresh, no script (the Content-Security-Policy forbids any).
@@ -43,11 +43,39 @@ pub fn not_found_page() -> String {
     page("Not found", "<p>There is nothing here.</p>")
 }
 
-/// The page for a method other than GET or HEAD.
+/// The page for a method other than GET or HEAD (or, for an unsubscribe link, POST).
 pub fn method_not_allowed_page() -> String {
     page(
         "Method not allowed",
-        "<p>Only GET and HEAD are served here.</p>",
+        "<p>Only GET and HEAD are served here, and POST to an unsubscribe link.</p>",
+    )
+}
+
+/// What the unsubscribe page's button posts besides RFC 8058's `List-Unsubscribe=One-Click`,
+/// so that the event can tell the page's button from a mail client's one-click `POST`.
+pub const PAGE_SOURCE_FIELD: (&str, &str) = ("source", "page");
+
+/// The page an unsubscribe link shows to a `GET`: one sentence and one button, which posts
+/// back to the same link. Opening it unsubscribes no one: link scanners open every link.
+pub fn unsubscribe_page() -> String {
+    let (name, value) = PAGE_SOURCE_FIELD;
+    page(
+        "Unsubscribe",
+        &format!(
+            "<p>Press the button to stop receiving these emails.</p>\n\
+             <form method=\"post\">\
+             <input type=\"hidden\" name=\"{name}\" value=\"{value}\">\
+             <button class=\"go\" type=\"submit\" name=\"List-Unsubscribe\" value=\"One-Click\">Unsubscribe</button>\
+             </form>"
+        ),
+    )
+}
+
+/// The page the unsubscribe page's button leads to.
+pub fn unsubscribed_page() -> String {
+    page(
+        "Unsubscribed",
+        "<p>You are unsubscribed, and will not receive these emails again.</p>",
     )
 }
 
@@ -64,6 +92,11 @@ pub const PAGE_HEADERS: [(&str, &str); 5] = [
     ("x-frame-options", "DENY"),
 ];
 
+/// The `Content-Security-Policy` of the unsubscribe page: [`PAGE_HEADERS`]' own, but that
+/// its form may post back to the tracking domain (`form-action 'self'`). Still no script.
+pub const UNSUBSCRIBE_PAGE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -78,7 +111,7 @@ fn page(title: &str, body: &str) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;padding:2rem;color:#222}\
 main{max-width:40rem;margin:auto}.host{font-size:2.2rem;font-weight:bold;word-break:break-all}\
 .target{font-family:monospace;color:#555;word-break:break-all}\
-.go{display:inline-block;padding:.7rem 1.2rem;background:#1a5fb4;color:#fff;border-radius:.3rem;text-decoration:none}";
+.go{display:inline-block;padding:.7rem 1.2rem;background:#1a5fb4;color:#fff;border:0;border-radius:.3rem;text-decoration:none;font:inherit;cursor:pointer}";
 
 /// Escapes text for HTML content and double-quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -108,6 +141,18 @@ mod tests {
         assert!(page.contains("<meta name=\"robots\" content=\"noindex\">"));
         assert!(!page.contains("<script"));
         assert!(!page.contains("http-equiv"));
+    }
+
+    #[test]
+    fn unsubscribe_page_has_one_form_with_one_button_and_no_script() {
+        let page = unsubscribe_page();
+        assert_eq!(page.matches("<form method=\"post\">").count(), 1, "{page}");
+        assert_eq!(page.matches("<button").count(), 1, "{page}");
+        assert!(page.contains("name=\"source\" value=\"page\""), "{page}");
+        assert!(
+            !page.contains("<script") && !page.contains("action="),
+            "{page}"
+        );
     }
 
     #[test]

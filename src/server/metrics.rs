@@ -23,7 +23,8 @@
 //! - `mailtrack_admin_requests_total{route, status}`: every answer of the admin listener,
 //!   401s included.
 //! - `mailtrack_events_classified_total{event, class, certainty}`: recorded opens and clicks
-//!   by the classifier's verdict (`crate::classify`): `event` is `open` or `click`, `class`
+//!   and unsubscribes by the classifier's verdict (`crate::classify`): `event` is `open`,
+//!   `click` or `subscription`, `class`
 //!   `person`, `proxy_open`, `machine_open` or `machine_click`. Each series an event type can
 //!   have is there from the start, at 0.
 //! - With `[tls.acme]`: `mailtrack_tls_certificate_expiry_seconds{domain}`,
@@ -74,9 +75,9 @@ struct VerdictLabels {
 }
 
 /// Every series of `mailtrack_events_classified_total`, held directly (one per recorded
-/// event: as hot as `requests_total`): by event (open, click), class, certainty.
+/// event: as hot as `requests_total`): by event (open, click, subscription), class, certainty.
 #[derive(Debug)]
-struct VerdictCounters([[[Counter; 2]; 4]; 2]);
+struct VerdictCounters([[[Counter; 2]; 4]; 3]);
 
 impl VerdictCounters {
     fn new(family: &Family<VerdictLabels, Counter>) -> VerdictCounters {
@@ -93,7 +94,8 @@ impl VerdictCounters {
                     let possible = match class {
                         Class::Person => true,
                         Class::ProxyOpen | Class::MachineOpen => event == "open",
-                        Class::MachineClick => event == "click",
+                        // An unsubscribe is judged as a click is (it is no open).
+                        Class::MachineClick => event != "open",
                     };
                     if possible {
                         family.get_or_create(&labels).clone()
@@ -106,7 +108,7 @@ impl VerdictCounters {
     }
 }
 
-const EVENTS: [&str; 2] = ["open", "click"];
+const EVENTS: [&str; 3] = ["open", "click", "subscription"];
 const CERTAINTIES: [Certainty; 2] = [Certainty::Probable, Certainty::Certain];
 
 /// The server's counters, shared by every connection.
@@ -416,7 +418,11 @@ impl Metrics {
 
     /// Counts a recorded open or click by its verdict.
     pub fn classified(&self, kind: LinkKind, class: Class, certainty: Certainty) {
-        let kind = usize::from(kind == LinkKind::Click);
+        let kind = match kind {
+            LinkKind::Open => 0,
+            LinkKind::Click => 1,
+            LinkKind::Unsubscribe => 2,
+        };
         let class = Class::ALL.iter().position(|c| *c == class).unwrap_or(0);
         let certainty = usize::from(certainty == Certainty::Certain);
         self.classified.0[kind][class][certainty].inc();

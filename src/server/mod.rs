@@ -28,6 +28,8 @@
 //! - [`certificates`]: PEM loading, SNI selection, reload.
 //! - [`acme`]: certificates obtained and renewed from an ACME CA (`[tls.acme]`).
 //! - [`routes`]: what each request gets.
+//! - [`unsubscribe`]: the one-click unsubscribe link (RFC 8058): its page, and the `POST`
+//!   that records the unsubscribe, whose form it reads.
 //! - [`interstitial`]: the HTML pages.
 //! - [`client_ip`]: the client's address behind trusted proxies; truncation for logs.
 //! - [`event_budget`]: how many events one (message, client) pair may record a minute.
@@ -64,6 +66,7 @@ pub mod routes;
 pub mod signals;
 pub mod state;
 pub mod tls;
+pub mod unsubscribe;
 
 pub use accept::Listener;
 pub use admin::AdminListener;

@@ -8,12 +8,15 @@
 //!   page. Nothing unverified is ever answered with a 3xx.
 //! - HTTP/1.1 without exactly one `Host`: the 400 page (RFC 9112, section 3.2).
 //! - `GET|HEAD /CI0/…`, `/I0/…`: always the 1×1 GIF; an event only when it verifies.
+//! - `/US0/…`, the one-click unsubscribe link: `GET|HEAD` shows the page with the button,
+//!   and records nothing; `POST` (which reads a body, so it is answered apart from
+//!   [`respond`]) records the unsubscribe. See [`super::unsubscribe`].
 //! - `/healthz`, `/readyz`, for a load balancer.
 //! - `GET /.well-known/acme-challenge/{token}`: the key authorization of an open HTTP-01
 //!   challenge (`[tls.acme]`), else 404. It is looked up before the link routes, in a small
 //!   map under a read lock, so it costs the clicks and opens beside it nothing.
 //! - Anything else 404 (`/metrics` too: it is on the admin listener, [`super::admin`]); a
-//!   method other than GET or HEAD 405.
+//!   method other than GET or HEAD 405 (but POST to `/US0/…`).
 //!
 //! Links are decoded from the raw request-target exactly as received: hyper keeps the path
 //! and query as bytes and decodes no `%`-escapes.
@@ -34,7 +37,9 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode, Version};
 
 use crate::classify::{self, is_prefetch, Verdict, PREFETCH_HEADERS};
 use crate::config::{Durability, UnverifiedPolicy};
-use crate::events::{Commit, CommitError, EncodedEvent, QueueError, RequestFacts, VerdictFacts};
+use crate::events::{
+    Commit, CommitError, EncodedEvent, QueueError, RequestFacts, SubscriptionSource, VerdictFacts,
+};
 use crate::link::{decode, Decoded, LinkKind, MessageId, VerifiedLink};
 
 use super::acme::HTTP01_PREFIX;
@@ -42,6 +47,7 @@ use super::client_ip::LoggedIp;
 use super::event_budget::Spend;
 use super::interstitial::{self, PAGE_HEADERS};
 use super::state::{Shared, State};
+use super::unsubscribe;
 
 /// The 1×1 transparent GIF (43 bytes) every open is answered with.
 pub const PIXEL_GIF: &[u8] = &[
@@ -125,9 +131,15 @@ fn route<B>(
             StatusCode::METHOD_NOT_ALLOWED,
             interstitial::method_not_allowed_page(),
         );
+        // A POST to an unsubscribe link never comes here: `unsubscribe::respond_to_post`
+        // answers it, having read its body.
+        let allow = match LinkKind::split_route(target) {
+            Some((LinkKind::Unsubscribe, _)) => "GET, HEAD, POST",
+            _ => "GET, HEAD",
+        };
         answer
             .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
         return ("other", answer, None);
     }
     let path = target.split_once('?').map_or(target, |(path, _)| path);
@@ -154,6 +166,9 @@ fn route<B>(
         Some((LinkKind::Open, _)) => {
             let (answer, commit) = open(request, target, peer, shared);
             ("open", answer, commit)
+        }
+        Some((LinkKind::Unsubscribe, _)) => {
+            (unsubscribe::ROUTE, unsubscribe::page(target, shared), None)
         }
         None => (
             "other",
@@ -235,13 +250,33 @@ fn open<B>(
     (answer, commit)
 }
 
-/// Builds the event for a verified link and offers it to the queue, without waiting, unless
-/// its (message id, client address) pair is past its budget. With
-/// `durability = "sync"` it returns the batch's group commit, for the answer to wait on, so
-/// that the answer goes out only once the event is in the sink or fsynced to the spool.
+/// Builds the event for a verified open or click and offers it to the queue: see
+/// [`record_with`].
 fn record<B>(
     request: &Request<B>,
     link: VerifiedLink,
+    peer: IpAddr,
+    shared: &Shared,
+) -> Option<PendingCommit> {
+    // An open or a click has no source; the argument is only read for an unsubscribe.
+    record_with(
+        request,
+        link,
+        SubscriptionSource::UnsubscribeHeader,
+        peer,
+        shared,
+    )
+}
+
+/// Builds the event for a verified link (an unsubscribe's from `source`) and offers it to
+/// the queue, without waiting, unless its (message id, client address) pair is past its
+/// budget. With `durability = "sync"` it returns the batch's group commit, for the answer to
+/// wait on, so that the answer goes out only once the event is in the sink or fsynced to the
+/// spool.
+pub(super) fn record_with<B>(
+    request: &Request<B>,
+    link: VerifiedLink,
+    source: SubscriptionSource,
     peer: IpAddr,
     shared: &Shared,
 ) -> Option<PendingCommit> {
@@ -294,7 +329,7 @@ fn record<B>(
         }),
         seconds_since_send,
     };
-    let event = EncodedEvent::new(&link, &facts);
+    let event = EncodedEvent::subscription(&link, &facts, source);
     let offered = match shared.durability {
         Durability::Batch => shared.events.offer(event).map(|()| None),
         Durability::Sync => shared.events.offer_durable(event).map(Some),
@@ -374,7 +409,7 @@ fn announces_prefetch(headers: &HeaderMap) -> bool {
 }
 
 /// Whether `headers` hold exactly one `Host`.
-fn has_one_host(headers: &HeaderMap) -> bool {
+pub(super) fn has_one_host(headers: &HeaderMap) -> bool {
     let mut hosts = headers.get_all(header::HOST).iter();
     hosts.next().is_some() && hosts.next().is_none()
 }
@@ -442,7 +477,7 @@ fn empty(status: StatusCode) -> Answer {
     answer
 }
 
-fn text(status: StatusCode, body: &'static str) -> Answer {
+pub(super) fn text(status: StatusCode, body: &'static str) -> Answer {
     let mut answer = empty(status);
     *answer.body_mut() = Full::new(Bytes::from_static(body.as_bytes()));
     answer.headers_mut().insert(
@@ -452,7 +487,7 @@ fn text(status: StatusCode, body: &'static str) -> Answer {
     answer
 }
 
-fn page(status: StatusCode, html: String) -> Answer {
+pub(super) fn page(status: StatusCode, html: String) -> Answer {
     let mut answer = empty(status);
     *answer.body_mut() = Full::new(Bytes::from(html));
     let headers = answer.headers_mut();

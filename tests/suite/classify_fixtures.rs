@@ -396,6 +396,7 @@ async fn request(server: &mut TestServer, row: &Row, message_id: &str, link: &st
     let target = match row.kind {
         Open => pixel(message_id),
         Click => click(link, message_id),
+        LinkKind::Unsubscribe => panic!("the fixtures are opens and clicks"),
     };
     let mut headers = vec![("x-forwarded-for", row.client)];
     if !row.user_agent.is_empty() {

@@ -36,3 +36,4 @@ mod serve_hardening;
 mod serve_http;
 mod serve_process;
 mod serve_tls;
+mod serve_unsub;

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use mailtrack::config::notify::{EndpointConfig, ReceiverConfig, RuleConfig, StreamReceiver};
-use mailtrack::events::event::{Click, Event, EventType, Extras, Mail, Open};
-use mailtrack::events::sample::{sample_click, sample_event};
+use mailtrack::events::event::{Click, Event, EventType, Extras, Mail, Open, Subscription};
+use mailtrack::events::sample::{sample_click, sample_event, sample_subscription};
 use mailtrack::notify::http::Verdict;
 use mailtrack::notify::redis_log::{Delivery, EVENT_FIELD};
 use mailtrack::notify::webhook_id;
@@ -37,6 +37,8 @@ struct TestEvent {
     open: Option<Open>,
     #[serde(skip_serializing_if = "Option::is_none")]
     click: Option<Click>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription: Option<Subscription>,
     mailtrack: TestExtras,
 }
 
@@ -104,11 +106,10 @@ async fn to_stream(
         let message = "a stream endpoint's stream is on the events' Redis; set redis_url".into();
         return Err(invalid(config, "events.redis_url", message));
     };
-    let kind = if json.contains("\"eventType\":\"Open\"") {
-        "Open"
-    } else {
-        "Click"
-    };
+    let kind = ["Open", "Subscription"]
+        .into_iter()
+        .find(|kind| json.contains(&format!("\"eventType\":\"{kind}\"")))
+        .unwrap_or("Click");
     let added = async {
         let client = redis::Client::open(url)?;
         let mut connection = client.get_multiplexed_async_connection().await?;
@@ -142,7 +143,8 @@ async fn to_stream(
 }
 
 /// A test event `rule` wants, and its `eventId`: a click carrying the first value of each tag
-/// the rule names, when the rule wants clicks; an open otherwise.
+/// the rule names, when the rule wants clicks; else an open when it wants opens; else an
+/// unsubscribe when it wants those; an open otherwise.
 fn test_event(rule: &RuleConfig) -> (String, String) {
     let message_id = format!("{TEST_MESSAGE_PREFIX}{}", uuid::Uuid::now_v7());
     let mut event: Event = if rule.event_types.contains("Click") {
@@ -157,6 +159,8 @@ fn test_event(rule: &RuleConfig) -> (String, String) {
             }
         }
         click
+    } else if rule.event_types.contains("Subscription") && !rule.event_types.contains("Open") {
+        sample_subscription(&message_id)
     } else {
         sample_event(&message_id)
     };
@@ -167,6 +171,7 @@ fn test_event(rule: &RuleConfig) -> (String, String) {
         mail: event.mail,
         open: event.open,
         click: event.click,
+        subscription: event.subscription,
         mailtrack: TestExtras {
             extras: event.mailtrack,
             test: true,
@@ -209,5 +214,11 @@ mod tests {
         opens.event_types.insert("Open".into());
         let (_, json) = test_event(&opens);
         assert!(Rule::new(&opens).matches(&EventFacts::parse(&json).unwrap()));
+
+        let mut unsubscribes = RuleConfig::default();
+        unsubscribes.event_types.insert("Subscription".into());
+        let (_, json) = test_event(&unsubscribes);
+        assert!(Rule::new(&unsubscribes).matches(&EventFacts::parse(&json).unwrap()));
+        assert!(json.contains("\"subscription\":{"), "{json}");
     }
 }

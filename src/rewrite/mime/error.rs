@@ -27,6 +27,13 @@ pub enum MimeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The message was to get the one-click unsubscribe headers, but already has a
+    /// `List-Unsubscribe` of its own: a second one would leave mail clients to pick one.
+    #[error(
+        "the message already has a List-Unsubscribe header: remove it to use mailtrack's \
+         unsubscribe link, or rewrite without the unsubscribe option"
+    )]
+    HasListUnsubscribe,
     /// The rewriter refused one HTML part's markup (see [`RewriteError::Html`]).
     #[error("{part}: {source}")]
     Html {
@@ -42,7 +49,7 @@ impl MimeError {
     /// The part the error is about, when it is about one part.
     pub fn part(&self) -> Option<&PartPath> {
         match self {
-            MimeError::DkimSigned => None,
+            MimeError::DkimSigned | MimeError::HasListUnsubscribe => None,
             MimeError::Malformed { part, .. } | MimeError::Html { part, .. } => Some(part),
         }
     }

@@ -18,6 +18,11 @@
 //!   passed through untouched and reported ([`Untouched`]).
 //! - **Signed mail is refused:** a message with a `DKIM-Signature` gets
 //!   [`MimeError::DkimSigned`]. Rewrite first, then sign.
+//! - **One-click unsubscribe**, with [`RewriteOptions::unsubscribe`]: `List-Unsubscribe` and
+//!   `List-Unsubscribe-Post` (RFC 8058) at the end of the top-level headers, and the HTML
+//!   parts' unsubscribe placeholders filled, all with the one link ([`unsubscribe`]). A
+//!   message with a `List-Unsubscribe` of its own is refused
+//!   ([`MimeError::HasListUnsubscribe`]).
 //!
 //! ```
 //! use mailtrack::link::MessageId;
@@ -44,6 +49,7 @@
 //! - `html_part`: one HTML part, decoded, rewritten, encoded.
 //! - [`reader`]: which part the reader sees, for the pixel.
 //! - [`report`]: what was done with each HTML part ([`MimeReport`]).
+//! - [`unsubscribe`]: the one-click unsubscribe headers.
 //! - [`error`]: why a message is refused ([`MimeError`]).
 
 mod boundary;
@@ -56,6 +62,7 @@ pub mod report;
 #[cfg(test)]
 mod tests;
 pub mod transfer;
+pub mod unsubscribe;
 
 pub use error::MimeError;
 pub use part::{PartPath, DEFAULT_MAX_MIME_DEPTH};
@@ -98,6 +105,16 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
     let mut output = Vec::with_capacity(message.len() + message.len() / 4 + 1024);
     let mut copied = 0;
     let mut report = MimeReport::default();
+    if options.unsubscribe {
+        unsubscribe::check_none_yet(parsed.list_unsubscribe)?;
+        // Every part's body starts after the top-level headers, so the bodies below are
+        // copied and replaced after this as before.
+        copied = unsubscribe::insertion_point(message, parsed.body_start);
+        output.extend_from_slice(&message[..copied]);
+        let url = options.unsubscribe_url();
+        unsubscribe::push_headers(message, &url, &mut output);
+        report.list_unsubscribe = Some(url);
+    }
     for (part, decoded) in html_parts.iter().zip(decoded) {
         let rewritten = match decoded {
             Ok(decoded) => {

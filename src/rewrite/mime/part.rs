@@ -83,12 +83,16 @@ pub(crate) struct Message {
     pub(crate) root: Part,
     /// Whether the top-level headers have a `DKIM-Signature`.
     pub(crate) dkim_signed: bool,
+    /// Whether the top-level headers have a `List-Unsubscribe`.
+    pub(crate) list_unsubscribe: bool,
+    /// Where the top-level body starts (after the blank line that ends the headers).
+    pub(crate) body_start: usize,
 }
 
 /// Reads the structure of `message`.
 pub(crate) fn parse(message: &[u8]) -> Result<Message, MimeError> {
     let path = PartPath::default();
-    let (headers, _body_start) = parse_headers(message).map_err(|e| MimeError::Malformed {
+    let (headers, body_start) = parse_headers(message).map_err(|e| MimeError::Malformed {
         part: path.clone(),
         reason: format!("its headers do not parse: {e}"),
     })?;
@@ -99,8 +103,14 @@ pub(crate) fn parse(message: &[u8]) -> Result<Message, MimeError> {
         });
     }
     let dkim_signed = headers.get_first_header("DKIM-Signature").is_some();
+    let list_unsubscribe = headers.get_first_header("List-Unsubscribe").is_some();
     let root = part(message, 0..message.len(), path, 0)?;
-    Ok(Message { root, dkim_signed })
+    Ok(Message {
+        root,
+        dkim_signed,
+        list_unsubscribe,
+        body_start,
+    })
 }
 
 /// Reads the part that is `message[range]`, at `depth` multiparts down.

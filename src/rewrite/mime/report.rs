@@ -16,6 +16,10 @@ pub struct MimeReport {
     pub html_parts: Vec<HtmlPartReport>,
     /// The part the open pixel went into (IMAP part number), if any.
     pub pixel_part: Option<PartPath>,
+    /// The unsubscribe link put in `List-Unsubscribe`, with the unsubscribe option (absent
+    /// from the JSON without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_unsubscribe: Option<String>,
 }
 
 impl MimeReport {

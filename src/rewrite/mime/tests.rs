@@ -121,3 +121,42 @@ fn parts_it_cannot_write_are_passed_through_and_reported() {
     );
     assert_eq!(rewritten.report.pixel_part, None);
 }
+
+#[test]
+fn the_unsubscribe_option_adds_both_headers_and_fills_the_placeholders() {
+    let message = ALTERNATIVE.replace(
+        "<a href=\"https://example.com/\">Go</a></body>",
+        "<a href=\"https://example.com/\">Go</a><a href=\"{{unsubscribe}}\">Unsubscribe</a></body>",
+    );
+    let mut with = options();
+    with.unsubscribe = true;
+    let url = with.unsubscribe_url();
+    let rewritten = rewrite_mime(message.as_bytes(), &with).unwrap();
+    let output = String::from_utf8(rewritten.message).unwrap();
+    let headers = format!(
+        "From: a@example.com\r\n\
+         Content-Type: multipart/alternative; boundary=\"b\"\r\n\
+         List-Unsubscribe: <{url}>\r\n\
+         List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\npreamble\r\n"
+    );
+    assert!(output.starts_with(&headers), "{output}");
+    assert_eq!(rewritten.report.list_unsubscribe.as_deref(), Some(&url[..]));
+    let part = rewritten.report.rewritten().next().unwrap();
+    assert_eq!(part.unsubscribe.len(), 1);
+    assert!(output.contains(&format!("href=\"{url}\"")), "{output}");
+
+    // Without the option: nothing added.
+    let plain = rewrite_mime(message.as_bytes(), &options()).unwrap();
+    assert!(!String::from_utf8(plain.message)
+        .unwrap()
+        .contains("List-Unsubscribe"));
+    assert_eq!(plain.report.list_unsubscribe, None);
+
+    // A message with its own List-Unsubscribe is refused, not given a second.
+    let own = format!("List-Unsubscribe: <mailto:u@example.com>\r\n{message}");
+    assert!(matches!(
+        rewrite_mime(own.as_bytes(), &with),
+        Err(MimeError::HasListUnsubscribe)
+    ));
+    assert!(rewrite_mime(own.as_bytes(), &options()).is_ok());
+}

@@ -1,6 +1,7 @@
 //! `POST /v1/rewrite/html`: one HTML document, rewritten as `mailtrack rewrite` does.
 //!
-//! Takes `{"message_id", "html", "send_time"?, "message_tags"?, "pixel"?, "url_syntax"?}`;
+//! Takes `{"message_id", "html", "send_time"?, "message_tags"?, "pixel"?, "url_syntax"?,
+//! "unsubscribe"?}`;
 //! answers `{"html": …, "report": …}`, the report being the CLI's `--report`.
 
 use std::sync::Arc;
@@ -34,6 +35,9 @@ struct HtmlRequest {
     /// Which hrefs are tracked.
     #[serde(default)]
     url_syntax: Option<Syntax>,
+    /// Whether the message gets a one-click unsubscribe link (`RewriteOptions::unsubscribe`).
+    #[serde(default)]
+    unsubscribe: bool,
     /// The HTML document.
     html: String,
 }
@@ -51,13 +55,14 @@ fn answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
         request.send_time.as_deref(),
         request.message_tags.as_deref(),
     )?;
-    let options = options(
+    let mut options = options(
         &shared.signer,
         shared.max_links,
         stamp,
         request.pixel,
         request.url_syntax,
     );
+    options.unsubscribe = request.unsubscribe;
     let rewritten =
         rewrite_str(&request.html, &options).map_err(|e| AdminError::Unprocessable {
             message: format!("html: {e}"),

@@ -3,7 +3,8 @@
 //!
 //! Takes the message as `"message"` (a JSON string, for a message that is UTF-8 or ASCII,
 //! as 7bit mail on the wire is) or `"message_base64"` (any bytes), with the fields every
-//! route takes; answers the same field with the rewritten message, and `"report"`. A result
+//! route takes (and `"unsubscribe": true` for the one-click unsubscribe headers); answers
+//! the same field with the rewritten message, and `"report"`. A result
 //! that is not UTF-8 comes back as `"message_base64"` whichever was sent.
 
 use std::sync::Arc;
@@ -39,6 +40,9 @@ struct MimeRequest {
     /// Which hrefs are tracked.
     #[serde(default)]
     url_syntax: Option<Syntax>,
+    /// Whether the message gets a one-click unsubscribe link (`RewriteOptions::unsubscribe`).
+    #[serde(default)]
+    unsubscribe: bool,
     /// The message as text.
     #[serde(default, rename = "message")]
     text: Option<String>,
@@ -60,13 +64,14 @@ fn answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
         request.send_time.as_deref(),
         request.message_tags.as_deref(),
     )?;
-    let options = options(
+    let mut options = options(
         &shared.signer,
         shared.max_links,
         stamp,
         request.pixel,
         request.url_syntax,
     );
+    options.unsubscribe = request.unsubscribe;
     let decoded;
     let (input, as_text) = match (&request.text, &request.message_base64) {
         (Some(text), None) => (text.as_bytes(), true),
