@@ -288,3 +288,112 @@ fn config_errors_exit_64_naming_the_file_and_key() {
         stderr(&output)
     );
 }
+
+/// `mailtrack rewrite --mime` writes what the library's `rewrite_mime` makes of the same
+/// message, byte for byte, with the same report, for messages of the MIME corpus; and it
+/// refuses the DKIM-signed one with an error naming DKIM and nothing on stdout.
+#[test]
+fn rewrite_mime_matches_the_library_byte_for_byte() {
+    use mailtrack::link::{LinkTags, MessageId, SendTime};
+    use mailtrack::rewrite::mime::rewrite_mime;
+    use mailtrack::rewrite::RewriteOptions;
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, mailtrack::testing::fixed_ring_toml()).expect("write keys");
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&keys, private).expect("chmod keys");
+    let config = dir.path().join("mailtrack.toml");
+    std::fs::write(
+        &config,
+        "[tracking]\nbase_url = \"https://track.example.com\"\n[keys]\nfile = \"keys.toml\"\n",
+    )
+    .expect("write config");
+    let report = dir.path().join("report.json");
+    let mut options = RewriteOptions::new(
+        mailtrack::testing::fixed_signer(),
+        MessageId::new("m-cli.1").expect("a valid id"),
+    );
+    options.send_time = SendTime::parse("2026-12-02T09:00:00Z").expect("a valid time");
+    options.message_tags = LinkTags::parse("campaign:spring").expect("valid tags");
+
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/mime");
+    let mut compared = 0;
+    for name in [
+        "alternative-qp.eml",
+        "alternative-base64.eml",
+        "gbk.eml",
+        "nested.eml",
+    ] {
+        let message = std::fs::read(corpus.join(name)).expect("a corpus message");
+        let output = with_stdin(
+            &[
+                "rewrite",
+                "--mime",
+                "--message-id",
+                "m-cli.1",
+                "--send-time",
+                "2026-12-02T09:00:00Z",
+                "--message-tag",
+                "campaign:spring",
+                "--report",
+                path(&report),
+                "--config",
+                path(&config),
+            ],
+            &message,
+        );
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+
+        let expected = rewrite_mime(&message, &options).expect("the library rewrites it");
+        assert!(
+            output.stdout == expected.message,
+            "{name}: the CLI's message differs from the library's"
+        );
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).expect("the report file"))
+                .expect("a JSON report");
+        let wanted = serde_json::to_value(&expected.report).expect("the report serialises");
+        assert_eq!(written, wanted, "{name}: the report");
+        compared += 1;
+    }
+    assert_eq!(compared, 4);
+
+    let signed = std::fs::read(corpus.join("dkim-signed.eml")).expect("a corpus message");
+    let args = [
+        "rewrite",
+        "--mime",
+        "--message-id",
+        "m-cli.1",
+        "--config",
+        path(&config),
+    ];
+    let output = with_stdin(&args, &signed);
+    assert!(!output.status.success(), "a DKIM-signed message is refused");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing is written for a refused message"
+    );
+    assert!(
+        stderr(&output).to_ascii_lowercase().contains("dkim"),
+        "the error names DKIM: {}",
+        stderr(&output)
+    );
+}
+
+/// Runs `mailtrack` with `args` and `input` on its standard input.
+fn with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailtrack"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    stdin.write_all(input).expect("write the input");
+    drop(stdin);
+    child.wait_with_output().expect("the binary ends")
+}
