@@ -305,3 +305,39 @@ fn chromium_renders_the_rewritten_gbk_part_with_its_chinese_text() {
     let tracked = &rewritten.report.rewritten().next().unwrap().tracked[0].tracked_url;
     assert!(dom.contains(&tracked.replace('&', "&amp;")), "{dom}");
 }
+
+/// A 7bit part whose one line of links passes SMTP's 998 octets once they are tracked is
+/// written in quoted-printable, with its header saying so; Python's `email` reads it without
+/// a defect, and its HTML is what `rewrite_str` makes.
+#[test]
+fn python_reads_a_part_written_in_quoted_printable_for_its_long_lines() {
+    let links: String = (0..20)
+        .map(|i| format!("<a href=\"https://e.example/{i}\">{i}</a>"))
+        .collect();
+    let html = format!("<body>{links}</body>");
+    let message = format!(
+        "From: a@example.com\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nplain\r\n\
+         --b\r\nContent-Type: text/html; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\
+         {html}\r\n--b--\r\n"
+    );
+    let rewritten = rewrite_mime(message.as_bytes(), &options()).unwrap();
+    let longest = rewritten
+        .message
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::len)
+        .max();
+    assert!(longest.unwrap() <= 78, "every line within 76 and its CRLF");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long-lines.eml");
+    std::fs::write(&path, &rewritten.message).unwrap();
+    let read = python_html_parts(&[path]);
+    assert_eq!(read[0]["defects"], serde_json::json!([]));
+    let expected = rewrite_str(&html, &options()).unwrap().html;
+    assert!(
+        expected.len() > 998,
+        "the rewritten line is past SMTP's limit"
+    );
+    assert_eq!(read[0]["html"][0], serde_json::Value::from(expected));
+}

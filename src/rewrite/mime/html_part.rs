@@ -5,6 +5,7 @@ use super::charset::Charset;
 use super::error::MimeError;
 use super::part::Part;
 use super::report::Untouched;
+use super::transfer::TransferEncoding;
 use crate::rewrite::{rewrite_str, RewriteOptions, RewriteReport};
 
 /// An HTML part decoded, ready to rewrite.
@@ -17,10 +18,13 @@ pub(crate) struct DecodedPart<'a> {
     html: String,
 }
 
-/// A part rewritten: its new body, in its own charset and transfer encoding.
+/// A part rewritten: its new body, in its own charset and transfer encoding (or in
+/// quoted-printable, when its own would carry a line longer than SMTP does).
 pub(crate) struct RewrittenPart {
     /// The body that replaces the old one.
     pub(crate) body: Vec<u8>,
+    /// The encoding `body` is written in.
+    pub(crate) encoding: TransferEncoding,
     /// The HTML rewriter's report.
     pub(crate) report: RewriteReport,
 }
@@ -62,8 +66,10 @@ impl DecodedPart<'_> {
             Err(untouched) => return Ok(Err(untouched)),
         };
         let original = &message[self.part.body.clone()];
+        let encoding = self.part.encoding.for_rewritten(&encoded);
         Ok(Ok(RewrittenPart {
-            body: self.part.encoding.encode(&encoded, original),
+            body: encoding.encode(&encoded, original),
+            encoding,
             report: rewritten.report,
         }))
     }

@@ -47,6 +47,8 @@
 //! - [`transfer`]: Content-Transfer-Encoding, out and back in ([`TransferEncoding`]).
 //! - `charset`: a part's charset, out and back in (`encoding_rs`).
 //! - `html_part`: one HTML part, decoded, rewritten, encoded.
+//! - `header`: a part's `Content-Transfer-Encoding` set in place, for a 7bit or 8bit part
+//!   whose rewritten lines would pass SMTP's 998 octets (then written in quoted-printable).
 //! - [`reader`]: which part the reader sees, for the pixel.
 //! - [`report`]: what was done with each HTML part ([`MimeReport`]).
 //! - [`unsubscribe`]: the one-click unsubscribe headers.
@@ -55,6 +57,7 @@
 mod boundary;
 mod charset;
 pub mod error;
+mod header;
 mod html_part;
 pub mod part;
 pub mod reader;
@@ -105,6 +108,8 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
     let mut output = Vec::with_capacity(message.len() + message.len() / 4 + 1024);
     let mut copied = 0;
     let mut report = MimeReport::default();
+    // The parts written in another transfer encoding than their own, and in which.
+    let mut reencoded = Vec::new();
     if options.unsubscribe {
         unsubscribe::check_none_yet(parsed.list_unsubscribe)?;
         // Every part's body starts after the top-level headers, so the bodies below are
@@ -128,7 +133,22 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
         };
         let outcome = match rewritten {
             Ok(rewritten) => {
+                // Where the part's headers are in `output` once copied: only the message's
+                // own headers can start before `copied` (when unsubscribe headers went in
+                // among them), and `output` starts with them.
+                let headers_at = match part.header_start.checked_sub(copied) {
+                    Some(ahead) => output.len() + ahead,
+                    None => part.header_start,
+                };
                 output.extend_from_slice(&message[copied..part.body.start]);
+                if rewritten.encoding != part.encoding {
+                    header::set_transfer_encoding(
+                        &mut output,
+                        headers_at,
+                        rewritten.encoding.name(),
+                    );
+                    reencoded.push((part.path.clone(), rewritten.encoding));
+                }
                 output.extend_from_slice(&rewritten.body);
                 copied = part.body.end;
                 if rewritten.report.pixel.is_some() {
@@ -140,10 +160,15 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
             }
             Err(reason) => PartOutcome::Untouched { reason },
         };
+        let written = reencoded
+            .iter()
+            .find(|(path, _)| *path == part.path)
+            .map(|&(_, encoding)| encoding);
         report.html_parts.push(HtmlPartReport {
             part: part.path.clone(),
             charset: part.charset.clone(),
-            transfer_encoding: part.encoding,
+            transfer_encoding: written.unwrap_or(part.encoding),
+            reencoded_from: written.map(|_| part.encoding),
             outcome,
         });
     }

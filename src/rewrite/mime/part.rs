@@ -70,6 +70,8 @@ pub(crate) struct Part {
     pub(crate) encoding: TransferEncoding,
     /// `Content-Disposition: attachment`: a file, not what the reader reads.
     pub(crate) attachment: bool,
+    /// Where its headers start in the whole message (they end where `body` starts).
+    pub(crate) header_start: usize,
     /// Its body, as a range of the whole message.
     pub(crate) body: Range<usize>,
     /// Its parts, when it is a multipart.
@@ -157,6 +159,7 @@ fn part(
                 .to_ascii_lowercase()
                 .starts_with("attachment")
         });
+    let header_start = range.start;
     let body = range.start + body_offset..range.end;
     let mut children = Vec::new();
     if media_type.starts_with("multipart/") {
@@ -188,6 +191,7 @@ fn part(
         charset,
         encoding,
         attachment,
+        header_start,
         body,
         children,
     })

@@ -56,8 +56,13 @@ pub struct HtmlPartReport {
     pub part: PartPath,
     /// Its `charset` parameter as written, if it has one.
     pub charset: Option<String>,
-    /// Its Content-Transfer-Encoding.
+    /// Its Content-Transfer-Encoding, as written in the output.
     pub transfer_encoding: TransferEncoding,
+    /// The part's own encoding, when it was written in another: a 7bit or 8bit part whose
+    /// rewritten lines passed SMTP's 998 octets is written in quoted-printable, and its
+    /// `Content-Transfer-Encoding` header says so (the one header the rewriter changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reencoded_from: Option<TransferEncoding>,
     /// What was done with it.
     #[serde(flatten)]
     pub outcome: PartOutcome,

@@ -160,3 +160,87 @@ fn the_unsubscribe_option_adds_both_headers_and_fills_the_placeholders() {
     ));
     assert!(rewrite_mime(own.as_bytes(), &options()).is_ok());
 }
+
+/// A 7bit HTML part with one line of 20 links, 733 octets: within SMTP's 998 as sent, past
+/// it once each link is tracked.
+fn long_line_html() -> String {
+    let links: String = (0..20)
+        .map(|i| format!("<a href=\"https://e.example/{i}\">{i}</a>"))
+        .collect::<Vec<_>>()
+        .join("");
+    let html = format!("<body>{links}</body>");
+    assert!(html.len() <= transfer::MAX_LINE_OCTETS);
+    html
+}
+
+#[test]
+fn a_7bit_part_whose_lines_would_pass_998_octets_is_written_in_quoted_printable() {
+    let html = long_line_html();
+    let message = format!(
+        "From: a@example.com\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nplain\r\n\
+         --b\r\nContent-Type: text/html; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\
+         X-Kept: yes\r\n\r\n{html}\r\n--b--\r\n"
+    );
+    let rewritten = rewrite_mime(message.as_bytes(), &options()).unwrap();
+    let output = String::from_utf8(rewritten.message).unwrap();
+    let (head, rest) = output.split_once("X-Kept: yes\r\n\r\n").unwrap();
+    assert!(
+        head.ends_with("Content-Transfer-Encoding: quoted-printable\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("7bit"), "the old header is gone: {head}");
+    let body = rest.strip_suffix("\r\n--b--\r\n").unwrap();
+    assert!(body.lines().all(|line| line.len() <= 76), "{body}");
+    let decoded = quoted_printable::decode(body, quoted_printable::ParseMode::Strict).unwrap();
+    let expected = rewrite_str(&html, &options()).unwrap().html;
+    assert!(expected.len() > transfer::MAX_LINE_OCTETS);
+    assert_eq!(String::from_utf8(decoded).unwrap(), expected);
+    // Everything before the part's headers is as it was.
+    let before = message.split("Content-Type: text/html").next().unwrap();
+    assert!(output.starts_with(before));
+    let part = &rewritten.report.html_parts[0];
+    assert_eq!(part.transfer_encoding, TransferEncoding::QuotedPrintable);
+    assert_eq!(part.reencoded_from, Some(TransferEncoding::SevenBit));
+}
+
+#[test]
+fn a_message_that_is_one_long_html_part_gets_the_header_among_its_own() {
+    let html = long_line_html();
+    // No Content-Transfer-Encoding (7bit by default), and unsubscribe headers going in.
+    let message =
+        format!("From: a@example.com\r\nContent-Type: text/html\r\nSubject: s\r\n\r\n{html}\r\n");
+    let mut options = options();
+    options.unsubscribe = true;
+    let rewritten = rewrite_mime(message.as_bytes(), &options).unwrap();
+    let output = String::from_utf8(rewritten.message).unwrap();
+    let (head, body) = output.split_once("\r\n\r\n").unwrap();
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(
+        &lines[..3],
+        [
+            "From: a@example.com",
+            "Content-Type: text/html",
+            "Subject: s"
+        ]
+    );
+    assert!(lines[3].starts_with("List-Unsubscribe: <"), "{head}");
+    assert_eq!(
+        lines.last(),
+        Some(&"Content-Transfer-Encoding: quoted-printable")
+    );
+    assert!(body.lines().all(|line| line.len() <= 76));
+    let decoded = quoted_printable::decode(body, quoted_printable::ParseMode::Robust).unwrap();
+    assert_eq!(
+        String::from_utf8(decoded).unwrap().trim_end(),
+        rewrite_str(&html, &options).unwrap().html
+    );
+}
+
+#[test]
+fn a_7bit_part_within_998_octets_keeps_its_encoding() {
+    let rewritten = rewrite_mime(ALTERNATIVE.as_bytes(), &options()).unwrap();
+    let part = &rewritten.report.html_parts[0];
+    assert_eq!(part.transfer_encoding, TransferEncoding::SevenBit);
+    assert_eq!(part.reencoded_from, None);
+}

@@ -9,9 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Serialize;
 
-/// How a part's body is written in the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// How a part's body is written in the message; in JSON, as its header writes it (`7bit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferEncoding {
     /// `7bit`, the default when there is no header.
     SevenBit,
@@ -26,6 +25,19 @@ pub enum TransferEncoding {
     /// Anything else (such as `x-uuencode`): the part is passed through untouched.
     Other,
 }
+
+impl Serialize for TransferEncoding {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// The longest line SMTP carries, in octets before its CRLF (RFC 5321, section 4.5.3.1.6;
+/// RFC 5322, section 2.1.1). Tracked links are longer than the links they replace, so a
+/// 7bit or 8bit part whose lines were near this may pass it once rewritten; such a part is
+/// written in quoted-printable instead (see [`TransferEncoding::for_rewritten`]), since a
+/// relay may otherwise cut the line anywhere, a link's MAC included.
+pub const MAX_LINE_OCTETS: usize = 998;
 
 /// The longest line base64 may write (RFC 2045, section 6.8), and the length used when the
 /// part's own cannot be told (a body of one short line).
@@ -111,6 +123,20 @@ impl TransferEncoding {
         encoded
     }
 
+    /// The encoding a part that came in this one is written in once rewritten as `content`:
+    /// the same, but for a 7bit or 8bit part with a line past [`MAX_LINE_OCTETS`], which is
+    /// written in quoted-printable. (`binary` has no line limit: it needs SMTP's BINARYMIME.)
+    pub(crate) fn for_rewritten(self, content: &[u8]) -> TransferEncoding {
+        let limited = matches!(
+            self,
+            TransferEncoding::SevenBit | TransferEncoding::EightBit
+        );
+        match limited && longest_line(content) > MAX_LINE_OCTETS {
+            true => TransferEncoding::QuotedPrintable,
+            false => self,
+        }
+    }
+
     /// Its name in a `Content-Transfer-Encoding` header.
     pub fn name(self) -> &'static str {
         match self {
@@ -122,6 +148,15 @@ impl TransferEncoding {
             TransferEncoding::Other => "other",
         }
     }
+}
+
+/// The length of the longest line of `content`, in octets, without its line ending.
+fn longest_line(content: &[u8]) -> usize {
+    content
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line).len())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Whether `body` breaks its lines with LF alone (a message written on Unix, not yet on the
