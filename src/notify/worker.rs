@@ -178,11 +178,22 @@ impl HttpWorker {
                 Admit::Probe => 1,
                 Admit::None => 0,
             };
-            let room = slots.saturating_sub(in_flight.len());
+            let mut room = slots.saturating_sub(in_flight.len());
+            if self.receiver.rate_per_second.is_some() {
+                // One attempt a turn, each `1 / rate` after the last: a turn that started
+                // every free slot at once would send `concurrency` attempts in a burst.
+                room = room.min(1);
+            }
             if room == 0 || now < next_allowed {
+                // Wake when the next attempt is allowed, not on the idle tick: resting 50 ms
+                // a turn held every rate limit to at most 20 attempts a second.
+                let rest = match now < next_allowed {
+                    true => next_allowed - now,
+                    false => IDLE_TURN,
+                };
                 tokio::select! {
                     Some(done) = in_flight.join_next() => self.settle(done, &mut circuit),
-                    () = tokio::time::sleep(IDLE_TURN) => {}
+                    () = tokio::time::sleep(rest) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -198,6 +209,8 @@ impl HttpWorker {
             for (source, delivery) in started {
                 in_flight.spawn(self.attempt(source, delivery));
                 if let Some(rate) = self.receiver.rate_per_second {
+                    // Every two attempts at least `1 / rate` apart: no burst, even after a
+                    // quiet spell.
                     next_allowed = Instant::now() + Duration::from_secs(1) / rate;
                 }
             }

@@ -434,3 +434,46 @@ async fn lag_counts_what_the_endpoint_has_not_read() {
     assert_eq!(read.len(), 4);
     assert_eq!(store.lag().await.unwrap().0, 6);
 }
+
+/// A rate limit holds attempts back without using a retry, and without bursts: 40 one-event
+/// batches to an endpoint allowed 50 attempts a second, with 4 slots free, all arrive once,
+/// none retried, and any 11 in a row at the receiver span at least the 10 intervals between
+/// them, less 40 ms for scheduling and loopback jitter. (Starting every free slot at once,
+/// then resting, sent 4 attempts together.)
+#[tokio::test]
+async fn a_rate_limit_spaces_attempts_and_uses_no_retry() {
+    let redis = RedisServer::start();
+    publish(&redis, 0..40);
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&arrivals);
+    let receiver = Receiver::start(move |_, _| {
+        log.lock().unwrap().push(Instant::now());
+        Reply::status(204)
+    })
+    .await;
+    let mut config = receiver_config(receiver.url("/limited"), DEFAULT_RETRY_SCHEDULE.to_vec());
+    config.batch_size = 1;
+    config.linger = Duration::ZERO;
+    config.rate_per_second = Some(50);
+    let everything = rule(&["Open", "Click"], None);
+    let running = start(&redis, "limited", "p1", everything, config).await;
+    wait_for("every event", Duration::from_secs(30), || {
+        delivered(&receiver.accepted()).0.len() == 40
+    })
+    .await;
+    let retried = running.stats.retried.get();
+    running.stop().await;
+    let (got, duplicates) = delivered(&receiver.accepted());
+    assert_eq!((got, duplicates), (wanted(0..40, |_| true), 0));
+    assert_eq!(retried, 0, "holding back is not a retry");
+    let times = arrivals.lock().unwrap().clone();
+    assert_eq!(times.len(), 40, "one attempt each");
+    let least = Duration::from_millis(10 * 20 - 40);
+    for window in times.windows(11) {
+        let span = window[10] - window[0];
+        assert!(
+            span >= least,
+            "11 attempts within {span:?}: faster than 50 a second"
+        );
+    }
+}
