@@ -30,7 +30,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode, Version};
 
 use crate::events::SubscriptionSource;
-use crate::link::{decode, Decoded, LinkKind, VerifiedLink};
+use crate::link::{LinkKind, VerifiedLink};
 
 use self::form::FormEncoding;
 use super::client_ip::LoggedIp;
@@ -144,19 +144,8 @@ where
 
 /// The verified unsubscribe link `target` is, or `None` (counted by why).
 fn verified(target: &str, shared: &Shared) -> Option<VerifiedLink> {
-    match decode(target, &shared.ring) {
-        Decoded::Verified(link) if link.kind == LinkKind::Unsubscribe => Some(link),
-        // Only `/US0/` comes here, and the decoder keeps the kind of the route.
-        Decoded::Verified(_) => None,
-        Decoded::Unverified(link) => {
-            shared.metrics.unverified(link.reason.as_str());
-            None
-        }
-        Decoded::Invalid(reason) => {
-            shared.metrics.unverified(reason.as_str());
-            None
-        }
-    }
+    // Only `/US0/` comes here, and the decoder keeps the kind of the route.
+    routes::verified(target, shared).filter(|link| link.kind == LinkKind::Unsubscribe)
 }
 
 fn bad_request() -> Answer {
