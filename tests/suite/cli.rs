@@ -6,9 +6,9 @@ use std::process::{Command, Output};
 
 use mailtrack::testing::{request_target, Mangling};
 
-/// A folder with a config and a fresh key ring made by `mailtrack keygen`.
+/// A folder with a config and its key ring.
 struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     config: PathBuf,
 }
 
@@ -28,11 +28,16 @@ fn stderr(output: &Output) -> String {
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("a temp dir");
     let keygen = mailtrack(&["keygen", "--id", "7"]);
     assert!(keygen.status.success(), "{}", stderr(&keygen));
+    setup_with_keys(&keygen.stdout)
+}
+
+/// A folder with a config and the key ring `keys` (a keys file's text).
+fn setup_with_keys(keys_text: &[u8]) -> Setup {
+    let dir = tempfile::tempdir().expect("a temp dir");
     let keys = dir.path().join("keys.toml");
-    std::fs::write(&keys, &keygen.stdout).expect("write keys");
+    std::fs::write(&keys, keys_text).expect("write keys");
     // Readable by its owner only, as an operator keeps it (else every command warns).
     let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
     std::fs::set_permissions(&keys, private).expect("chmod keys");
@@ -42,7 +47,7 @@ fn setup() -> Setup {
         "[tracking]\nbase_url = \"https://track.example.com\"\n[keys]\nfile = \"keys.toml\"\n",
     )
     .expect("write config");
-    Setup { _dir: dir, config }
+    Setup { dir, config }
 }
 
 impl Setup {
@@ -298,18 +303,10 @@ fn rewrite_mime_matches_the_library_byte_for_byte() {
     use mailtrack::rewrite::mime::rewrite_mime;
     use mailtrack::rewrite::RewriteOptions;
 
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let keys = dir.path().join("keys.toml");
-    std::fs::write(&keys, mailtrack::testing::fixed_ring_toml()).expect("write keys");
-    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
-    std::fs::set_permissions(&keys, private).expect("chmod keys");
-    let config = dir.path().join("mailtrack.toml");
-    std::fs::write(
-        &config,
-        "[tracking]\nbase_url = \"https://track.example.com\"\n[keys]\nfile = \"keys.toml\"\n",
-    )
-    .expect("write config");
-    let report = dir.path().join("report.json");
+    // The library's signer's ring, so that both sign alike.
+    let setup = setup_with_keys(mailtrack::testing::fixed_ring_toml().as_bytes());
+    let config = &setup.config;
+    let report = setup.dir.path().join("report.json");
     let mut options = RewriteOptions::new(
         mailtrack::testing::fixed_signer(),
         MessageId::new("m-cli.1").expect("a valid id"),
@@ -339,7 +336,7 @@ fn rewrite_mime_matches_the_library_byte_for_byte() {
                 "--report",
                 path(&report),
                 "--config",
-                path(&config),
+                path(config),
             ],
             &message,
         );
@@ -366,7 +363,7 @@ fn rewrite_mime_matches_the_library_byte_for_byte() {
         "--message-id",
         "m-cli.1",
         "--config",
-        path(&config),
+        path(config),
     ];
     let output = with_stdin(&args, &signed);
     assert!(!output.status.success(), "a DKIM-signed message is refused");
