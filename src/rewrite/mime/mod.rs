@@ -108,8 +108,6 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
     let mut output = Vec::with_capacity(message.len() + message.len() / 4 + 1024);
     let mut copied = 0;
     let mut report = MimeReport::default();
-    // The parts written in another transfer encoding than their own, and in which.
-    let mut reencoded = Vec::new();
     if options.unsubscribe {
         unsubscribe::check_none_yet(parsed.list_unsubscribe)?;
         // Every part's body starts after the top-level headers, so the bodies below are
@@ -131,6 +129,8 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
             }
             Err(untouched) => Err(untouched),
         };
+        // The encoding the part is written in: its own, unless its lines grew too long.
+        let mut written = part.encoding;
         let outcome = match rewritten {
             Ok(rewritten) => {
                 // Where the part's headers are in `output` once copied: only the message's
@@ -147,7 +147,7 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
                         headers_at,
                         rewritten.encoding.name(),
                     );
-                    reencoded.push((part.path.clone(), rewritten.encoding));
+                    written = rewritten.encoding;
                 }
                 output.extend_from_slice(&rewritten.body);
                 copied = part.body.end;
@@ -160,15 +160,11 @@ pub fn rewrite_mime(message: &[u8], options: &RewriteOptions) -> Result<Rewritte
             }
             Err(reason) => PartOutcome::Untouched { reason },
         };
-        let written = reencoded
-            .iter()
-            .find(|(path, _)| *path == part.path)
-            .map(|&(_, encoding)| encoding);
         report.html_parts.push(HtmlPartReport {
             part: part.path.clone(),
             charset: part.charset.clone(),
-            transfer_encoding: written.unwrap_or(part.encoding),
-            reencoded_from: written.map(|_| part.encoding),
+            transfer_encoding: written,
+            reencoded_from: (written != part.encoding).then_some(part.encoding),
             outcome,
         });
     }
