@@ -89,18 +89,8 @@ async fn chromium_lands_on_the_original_url() {
 
     let profile = tempfile::tempdir().unwrap();
     let mut chromium = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
+        .args(common::CHROMIUM_HEADLESS)
+        .args(["--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("http://{dest}/start"))
         .stdout(Stdio::piped())

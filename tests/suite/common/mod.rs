@@ -410,6 +410,19 @@ impl TestPki {
     }
 }
 
+/// Headless Chromium's flags for a test: no sandbox (tests run as root), no GPU, and none of
+/// its own network traffic (QUIC, updates, sync, background fetches) beside the test's.
+pub const CHROMIUM_HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// Whether `program` can be run (for tests that use curl or Chromium when installed).
 pub fn installed(program: &str) -> bool {
     std::process::Command::new(program)
