@@ -21,6 +21,9 @@ pub enum StoreError {
     /// A file of the file log or of its state folder failed.
     #[error("{0}")]
     File(#[from] std::io::Error),
+    /// A read run ahead in a task of its own did not finish (it panicked).
+    #[error("a read of the log did not finish: {0}")]
+    Read(#[from] tokio::task::JoinError),
 }
 
 /// One endpoint's log, retries and dead letters.

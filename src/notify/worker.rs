@@ -4,10 +4,12 @@
 //! Each turn the loop, while the circuit and the rate limit let it and fewer than
 //! `concurrency` attempts are in flight:
 //!
-//! 1. takes due retries from the retry set and attempts them;
+//! 1. takes due retries from the retry set and attempts them (looking at most every
+//!    [`DUE_EVERY`] while there are none);
 //! 2. every so often claims entries a dead process left pending;
-//! 3. reads new entries (blocking up to the batch's linger), acknowledges those the rule does
-//!    not want, and gathers the rest into a batch;
+//! 3. reads new entries (blocking up to the batch's linger; while a backlog lasts, the next
+//!    reads are already under way, see [`ReadAhead`]), acknowledges those the rule does not
+//!    want, and gathers the rest into a batch;
 //! 4. starts an attempt for the batch once it holds `batch_size` events or its first event
 //!    has waited `linger`.
 //!
@@ -25,6 +27,7 @@
 //! [`redis_log`]: super::redis_log
 //! [`file_log`]: super::file_log
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -49,6 +52,15 @@ pub const CLAIM_EVERY: Duration = Duration::from_secs(15);
 /// How often the endpoint's lag behind the log is measured, for the metrics.
 pub const LAG_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the retry set is looked at for due deliveries, while it has none: a look is a
+/// round trip the loop waits on, and a turn of a backlog lasts far less than this; a retry
+/// is due seconds after its failure at the soonest, so this delays none much.
+pub const DUE_EVERY: Duration = Duration::from_millis(100);
+
+/// How many reads run ahead while a backlog lasts: one keeps Redis busy while this process
+/// parses the last reply, a second while the first's reply comes back.
+const READS_AHEAD: usize = 2;
+
 /// How long the loop rests when nothing may start (circuit open, all slots busy).
 const IDLE_TURN: Duration = Duration::from_millis(50);
 
@@ -64,6 +76,20 @@ pub struct HttpWorker {
     metrics: EndpointMetrics,
     /// For an SNS endpoint: its subscription, which must be confirmed before anything goes.
     gate: Option<SnsGate>,
+    /// The reads issued before the last one's entries were gathered, oldest first.
+    ahead: VecDeque<ReadAhead>,
+}
+
+/// A read started before the entries of the last one were parsed and matched: while a
+/// backlog lasts, Redis finds the next entries while this process works on the last ones,
+/// rather than each waiting on the other in turn (the loop left a third of its core idle
+/// so, in `benches/notify.sh`). [`READS_AHEAD`] at most, each asking for what its turn
+/// wanted, and only after a full read, so that a quiet log is read as before.
+#[derive(Debug)]
+struct ReadAhead {
+    /// How many entries it asked for.
+    count: usize,
+    read: tokio::task::JoinHandle<Result<Vec<LogEntry>, StoreError>>,
 }
 
 /// What an attempt's body is made as.
@@ -132,6 +158,7 @@ impl HttpWorker {
             store,
             metrics,
             gate: None,
+            ahead: VecDeque::new(),
         }
     }
 
@@ -147,7 +174,7 @@ impl HttpWorker {
         let mut in_flight: JoinSet<Settled> = JoinSet::new();
         let mut circuit = Circuit::within(&self.receiver.retry_schedule);
         let mut batch = Batch::default();
-        let mut last_claim: Option<Instant> = None;
+        let mut last = Last::default();
         let mut next_allowed = Instant::now();
         let mut last_lag: Option<Instant> = None;
         while !*shutdown.borrow() {
@@ -198,7 +225,7 @@ impl HttpWorker {
                 }
                 continue;
             }
-            let started = match self.turn(room, &mut batch, &mut last_claim).await {
+            let started = match self.turn(room, &mut batch, &mut last).await {
                 Ok(deliveries) => deliveries,
                 Err(error) => {
                     tracing::warn!(endpoint = %self.name, %error, "the events log failed; trying again");
@@ -218,6 +245,10 @@ impl HttpWorker {
         while let Some(done) = in_flight.join_next().await {
             self.settle(done, &mut circuit);
         }
+        for ahead in std::mem::take(&mut self.ahead) {
+            // Its entries stay unsettled, as the batch's do: taken up again after a restart.
+            drop(ahead.read.await);
+        }
         if let Err(error) = self.store.close().await {
             tracing::error!(endpoint = %self.name, %error, "could not record the endpoint's progress at shutdown; what followed the last record is delivered again");
         }
@@ -228,33 +259,50 @@ impl HttpWorker {
         &mut self,
         room: usize,
         batch: &mut Batch,
-        last_claim: &mut Option<Instant>,
+        last: &mut Last,
     ) -> Result<Vec<(Source, Delivery)>, StoreError> {
-        let mut started: Vec<(Source, Delivery)> = self
-            .store
-            .take_due(room)
-            .await?
-            .into_iter()
-            .map(|delivery| (Source::Retry, delivery))
-            .collect();
-        if started.len() >= room {
-            return Ok(started);
+        let mut started: Vec<(Source, Delivery)> = Vec::new();
+        if last.due.is_none_or(|at| at.elapsed() >= DUE_EVERY) {
+            let due = self.store.take_due(room).await?;
+            // A full take may have left more: look again next turn.
+            last.due = (due.len() < room).then(Instant::now);
+            started.extend(due.into_iter().map(|delivery| (Source::Retry, delivery)));
+            if started.len() >= room {
+                return Ok(started);
+            }
         }
         let size = self.receiver.batch_size;
         let claim_every = CLAIM_EVERY.min(self.store.claim_idle());
-        if last_claim.is_none_or(|at| at.elapsed() >= claim_every) {
-            *last_claim = Some(Instant::now());
+        if last.claim.is_none_or(|at| at.elapsed() >= claim_every) {
+            last.claim = Some(Instant::now());
             let stale = self.store.claim_stale(size).await?;
             self.gather(stale, batch).await?;
         }
-        // Enough for every free slot in one read: one XREADGROUP (and one take_due) per turn
-        // then starts up to `room` deliveries, rather than one each.
-        let wanted = (room - started.len()) * size;
+        // Enough for every free slot in one read: one XREADGROUP per turn then starts up to
+        // `room` deliveries, rather than one each. A read issued ahead asked for what was
+        // wanted when it was issued.
+        let wanted = ((room - started.len()) * size)
+            .saturating_sub(batch.len())
+            .max(1);
         let wait = batch.wait_left(self.receiver.linger);
-        let fresh = self
-            .store
-            .read_new(wanted.saturating_sub(batch.len()).max(1), wait)
-            .await?;
+        let (count, fresh) = match self.ahead.pop_front() {
+            Some(ahead) => (ahead.count, ahead.read.await??),
+            None => (wanted, self.store.read_new(wanted, wait).await?),
+        };
+        if fresh.len() == count {
+            while self.ahead.len() < READS_AHEAD {
+                let mut store = self.store.clone();
+                let read = tokio::spawn(async move { store.read_new(wanted, wait).await });
+                self.ahead.push_back(ReadAhead {
+                    count: wanted,
+                    read,
+                });
+                // Let the read reach the log now, before the next is issued (so that they
+                // read in turn) and before gathering: on one thread it would otherwise wait
+                // until this turn is over, and overlap nothing.
+                tokio::task::yield_now().await;
+            }
+        }
         self.gather(fresh, batch).await?;
         while started.len() < room && (batch.len() >= size || batch.waited(self.receiver.linger)) {
             let taken = batch.take(size);
@@ -409,6 +457,15 @@ impl HttpWorker {
         }
         self.metrics.circuit_open.set(i64::from(circuit.is_open()));
     }
+}
+
+/// When the loop last did what it does only every so often.
+#[derive(Debug, Default)]
+struct Last {
+    /// Claimed entries other consumers left pending.
+    claim: Option<Instant>,
+    /// Looked for due retries and found fewer than it could start.
+    due: Option<Instant>,
 }
 
 /// The events gathering for the next delivery.
