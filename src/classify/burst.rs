@@ -41,7 +41,7 @@ struct Recent {
 
 #[derive(Debug, Default)]
 struct Shard {
-    pairs: HashMap<u64, Recent, BuildHasherDefault<PassThroughHasher>>,
+    pairs: HashMap<u64, Recent, PassThrough>,
     swept_at: u64,
 }
 
@@ -162,9 +162,13 @@ fn network(ip: IpAddr) -> u128 {
     }
 }
 
-/// The table's keys are already keyed hashes: hashing them again would only cost time.
+/// For a table whose `u64` keys are already keyed hashes (here, and the event budget's):
+/// hashing them again would only cost time.
+pub(crate) type PassThrough = BuildHasherDefault<PassThroughHasher>;
+
+/// Hands a `u64` key on as its own hash.
 #[derive(Debug, Default)]
-struct PassThroughHasher(u64);
+pub(crate) struct PassThroughHasher(u64);
 
 impl Hasher for PassThroughHasher {
     fn finish(&self) -> u64 {

@@ -19,11 +19,12 @@
 //! The budget is per instance: behind a load balancer, each instance grants its own.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::classify::burst::PassThrough;
 use crate::link::MessageId;
 
 /// The most pairs tracked at once, over all shards: at most 4.5 MiB of table (16 shards of
@@ -136,30 +137,6 @@ fn network(ip: IpAddr) -> u128 {
             Some(v4) => u128::from(u32::from(v4)),
             None => u128::from(v6) & !0 << 64,
         },
-    }
-}
-
-/// The table's keys are already keyed hashes: hashing them again would only cost time.
-type PassThrough = BuildHasherDefault<PassThroughHasher>;
-
-/// Hands a `u64` key on as its own hash.
-#[derive(Debug, Default)]
-struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed here; fold anything else in, should that ever change.
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, key: u64) {
-        self.0 = key;
     }
 }
 
