@@ -5,7 +5,7 @@
 #   ROUNDS=8 DURATION=5 CALLGRIND=0 bash benches/classify_click.sh
 #
 # Two `mailtrack serve` processes, alike but for `[classify] enabled`, both with a synthetic
-# Apple-sized egress list of 300,000 prefixes loaded (as benches/compare.sh makes it). Every
+# Apple-sized egress list of 300,000 prefixes loaded (benches/apple_egress.py). Every
 # request is the same version 2 click, sent an hour before, with a desktop Chrome user agent:
 # a person's click, the common case. Two measures, each a ratio inside this run:
 #
@@ -110,13 +110,7 @@ main() {
     chmod 600 keys.toml
     config on "$P_ON" "$P_ON_ADMIN" true
     config off "$P_OFF" "$P_OFF_ADMIN" false
-    python3 -c '
-for n in range(300_000):
-    if n % 10 == 0:
-        print("2a02:26f7:%x:%x::/64,US,US-CA,Cupertino," % (n >> 16, n & 0xFFFF))
-    else:
-        print("%d.%d.%d.0/24,US,US-CA,Cupertino," % (17 + n // 65536 % 200, n // 256 % 256, n % 256))
-' >apple-egress.csv
+    python3 "$ROOT/benches/apple_egress.py" >apple-egress.csv
     local link target
     link=$("$mailtrack" sign --config on.toml --message-id bench-0001 \
         --send-time "$(($(date +%s) - 3600))" 'https://example.com/welcome?utm_source=newsletter')

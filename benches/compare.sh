@@ -26,10 +26,10 @@
 # made the bare hyper floor about 2% faster: 6.32 against 6.45 µs a request.)
 #
 # Every mailtrack classifies each click (docs/machines.md) with an Apple-sized egress list of
-# 300,000 prefixes loaded, synthesised here, except the row that turns the classifier off: its
-# ratio to the file-sink row is what the classifier costs a click. Every request carries a
-# desktop Chrome user agent, as a person's click does (wrk sends none by itself, which the
-# classifier would mark), and the link was sent an hour ago.
+# 300,000 prefixes loaded (benches/apple_egress.py), except the row that turns the classifier
+# off: its ratio to the file-sink row is what the classifier costs a click. Every request
+# carries a desktop Chrome user agent, as a person's click does (wrk sends none by itself,
+# which the classifier would mark), and the link was sent an hour ago.
 #
 # Every server runs pinned to core 0 (`taskset -c 0`); wrk and the other clients run on core 1.
 # nginx has one worker. Every row is measured in each of ROUNDS rounds, the rows of a round
@@ -343,16 +343,7 @@ main() {
     mailtrack_config "$WORK/redis.toml" "$P_MT_REDIS" "$P_MT_REDIS_ADMIN" "" redis
     mailtrack_config "$WORK/idle.toml" "$P_MT_IDLE" "$P_MT_IDLE_ADMIN" "" file
     mailtrack_config "$WORK/unclassified.toml" "$P_MT_UNCLASSIFIED" "$P_MT_UNCLASSIFIED_ADMIN" "" file
-    # Apple's list is prefix,country,region,city, a line: 300,000 of them, a tenth IPv6, none
-    # of them 127.0.0.1, so every click is looked up and found in none.
-    python3 -c '
-import sys
-for n in range(300_000):
-    if n % 10 == 0:
-        print("2a02:26f7:%x:%x::/64,US,US-CA,Cupertino," % (n >> 16, n & 0xFFFF))
-    else:
-        print("%d.%d.%d.0/24,US,US-CA,Cupertino," % (17 + n // 65536 % 200, n // 256 % 256, n % 256))
-' >"$WORK/apple-egress.csv"
+    python3 "$ROOT/benches/apple_egress.py" >"$WORK/apple-egress.csv"
 
     # The links: one canonical, one in the 139 mail form (the path decoded once, as
     # `mailtrack::testing::Mangling::ClientDecodedOnce` makes it), checked with `decode`.
