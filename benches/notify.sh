@@ -302,7 +302,7 @@ NGINX
     stop "$notify_pid"
     stop "$nginx_pid"
 
-    # 5. Latency at half of notify's rate, to the Python receiver.
+    # 5. Latency at half of notify's rate (at most LATENCY_MAX_RATE), to the Python receiver.
     local half=$((notify_rate / 2)) linger
     [ "$half" -le "$LATENCY_MAX_RATE" ] || half=$LATENCY_MAX_RATE
     lines=()
