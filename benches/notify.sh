@@ -272,12 +272,13 @@ NGINX
     taskset -c "$SERVE_CPU" "$mailtrack" notify --config notify.toml >notify.out 2>notify.err &
     local notify_pid=$!
     PIDS+=("$notify_pid")
-    local group=mailtrack-notify:bench read=0 t0="" read0=0 ticks0=0 lag pending
+    local group=mailtrack-notify:bench read=0 t0="" read0=0 ticks0=0 lag pending client0 client1
     for _ in $(seq 1 6000); do
         kill -0 "$notify_pid" 2>/dev/null || die "notify exited: $(tail -3 notify.err)"
         read=$(group_field "$STREAM" "$group" entries-read)
         if [ -z "$t0" ] && [ -n "$read" ] && [ "$read" != 0 ]; then
             t0=$(now_ms) read0=$read ticks0=$(process_ticks "$notify_pid") core0=$(core_ticks "$SERVE_CPU")
+            client0=$(core_ticks "$CLIENT_CPU")
         fi
         if [ -n "$t0" ]; then
             lag=$(group_field "$STREAM" "$group" lag)
@@ -288,8 +289,10 @@ NGINX
     done
     local t1 ticks1
     t1=$(now_ms) ticks1=$(process_ticks "$notify_pid") core1=$(core_ticks "$SERVE_CPU")
-    local notify_core notify_share
+    client1=$(core_ticks "$CLIENT_CPU")
+    local notify_core notify_share client_core
     notify_core=$(busy "$core0" "$core1")
+    client_core=$(busy "$client0" "$client1")
     notify_share=$(share $((ticks1 - ticks0)) $((t1 - t0)))
     [ "${lag:-}" = 0 ] && [ "${pending:-}" = 0 ] || die "notify did not catch up (lag $lag, pending $pending)"
     local notify_rate cpu_us
@@ -349,7 +352,7 @@ NGINX
     cpu_ratio=$(awk -v n="$cpu_us" -v s="$serve_us" 'BEGIN { printf "%.2f", s / n }')
     {
         echo "serve (core $SERVE_CPU, Redis sink, wrk -t1 -c64 -d${DURATION}s on core $CLIENT_CPU): $serve_rps clicks/s, $serve_us µs of serve CPU a click; core $SERVE_CPU busy $serve_core, serve $serve_share of it"
-        echo "notify (core $SERVE_CPU, batches of 100, concurrency $CONCURRENCY, nginx return 204 on core $CLIENT_CPU): $notify_rate events/s over $((total - read0)) events ($((t1 - t0)) ms), $cpu_us µs of notify CPU an event, $dead dead letters; core $SERVE_CPU busy $notify_core, notify $notify_share of it"
+        echo "notify (core $SERVE_CPU, batches of 100, concurrency $CONCURRENCY, nginx return 204 on core $CLIENT_CPU): $notify_rate events/s over $((total - read0)) events ($((t1 - t0)) ms), $cpu_us µs of notify CPU an event, $dead dead letters; core $SERVE_CPU busy $notify_core, notify $notify_share of it; core $CLIENT_CPU (Redis, nginx) busy $client_core"
         echo "ratio notify events/s / serve clicks/s: $ratio (goal >= 3: $(awk -v r="$ratio" 'BEGIN { print (r >= 3 ? "met" : "missed") }'))"
         echo "per CPU-second (serve's CPU a click / notify's CPU an event): $cpu_ratio"
         [ ${#lines[@]} -eq 0 ] || printf '%s\n' "${lines[@]}"

@@ -24,6 +24,8 @@ use redis::streams::StreamId;
 use redis::{RedisError, Value};
 use serde::{Deserialize, Serialize};
 
+use super::resp::{ReadGroup, StreamReads};
+
 /// The events stream's field that holds an event's JSON.
 pub const EVENT_FIELD: &str = "event";
 
@@ -101,7 +103,7 @@ pub struct LogEntry {
 #[derive(Clone)]
 pub struct EndpointStore {
     /// For blocking reads: a blocked connection would hold up every other command on it.
-    reads: ConnectionManager,
+    reads: Reads,
     writes: ConnectionManager,
     stream: String,
     group: String,
@@ -119,6 +121,15 @@ impl std::fmt::Debug for EndpointStore {
             .field("consumer", &self.consumer)
             .finish_non_exhaustive()
     }
+}
+
+/// Where the stream's reads go.
+#[derive(Clone)]
+enum Reads {
+    /// Over plain TCP, in RESP of our own ([`StreamReads`]).
+    Resp(StreamReads),
+    /// Over TLS or a Unix socket, through redis-rs.
+    Redis(ConnectionManager),
 }
 
 /// The stream of `endpoint`'s dead letters, beside the events `stream`.
@@ -203,9 +214,16 @@ impl EndpointStore {
                 .set_connection_timeout(Some(RESPONSE_TIMEOUT))
                 .set_response_timeout(Some(timeout))
         };
-        let reads =
-            ConnectionManager::new_with_config(client.clone(), config(RESPONSE_TIMEOUT + block))
-                .await?;
+        let reads = match StreamReads::open(&client, RESPONSE_TIMEOUT) {
+            Some(reads) => Reads::Resp(reads),
+            None => Reads::Redis(
+                ConnectionManager::new_with_config(
+                    client.clone(),
+                    config(RESPONSE_TIMEOUT + block),
+                )
+                .await?,
+            ),
+        };
         let writes = ConnectionManager::new_with_config(client, config(RESPONSE_TIMEOUT)).await?;
         let mut store = EndpointStore {
             reads,
@@ -267,20 +285,34 @@ impl EndpointStore {
         count: usize,
         block: Duration,
     ) -> Result<Vec<LogEntry>, RedisError> {
-        let reply: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block.as_millis().max(1) as u64)
-            .arg("STREAMS")
-            .arg(&self.stream)
-            .arg(">")
-            .query_async(&mut self.reads)
-            .await?;
-        Ok(read_entries(reply))
+        let reads = match &mut self.reads {
+            Reads::Resp(reads) => reads,
+            Reads::Redis(connection) => {
+                let reply: Value = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(&self.group)
+                    .arg(&self.consumer)
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("BLOCK")
+                    .arg(block.as_millis().max(1) as u64)
+                    .arg("STREAMS")
+                    .arg(&self.stream)
+                    .arg(">")
+                    .query_async(connection)
+                    .await?;
+                return Ok(read_entries(reply));
+            }
+        };
+        reads
+            .read_group(ReadGroup {
+                group: &self.group,
+                consumer: &self.consumer,
+                stream: &self.stream,
+                count,
+                block,
+            })
+            .await
     }
 
     /// Acknowledges entries: delivered, or not wanted by the endpoint.
@@ -511,11 +543,12 @@ impl EndpointStore {
     }
 }
 
-/// The entries of an `XREADGROUP` reply (of one stream: `[[stream, [entry, …]]]`, or a map
-/// under RESP3; nil when none came), taken apart by value: each event's bytes move into its
-/// [`LogEntry`] as they came, where redis-rs's `StreamReadReply` copies every field into a
-/// map of values first, and `StreamId::get` copies it again: 12% of notify's CPU, in a
-/// profile of `benches/notify.sh` (redis-rs's parsing of the reply, 11–14%, remains).
+/// The entries of an `XREADGROUP` reply as redis-rs parsed it (of one stream:
+/// `[[stream, [entry, …]]]`, or a map under RESP3; nil when none came), for reads over TLS
+/// or a Unix socket (over plain TCP, [`StreamReads`] reads them itself), taken apart by
+/// value: each event's bytes move into its [`LogEntry`] as they came, where redis-rs's
+/// `StreamReadReply` copies every field into a map of values first, and `StreamId::get`
+/// copies it again (12% of notify's CPU, in a profile of `benches/notify.sh`).
 fn read_entries(reply: Value) -> Vec<LogEntry> {
     let streams = match reply {
         Value::Array(streams) => streams

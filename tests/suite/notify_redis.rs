@@ -18,6 +18,7 @@ use mailtrack::config::notify::{
 use mailtrack::notify::http::{AddressPolicy, WebhookClient};
 use mailtrack::notify::metrics::{EndpointMetrics, NotifyMetrics};
 use mailtrack::notify::redis_log::{EndpointStore, CLAIM_MIN_IDLE};
+use mailtrack::notify::resp::{ReadGroup, StreamReads};
 use mailtrack::notify::stream_worker::StreamWorker;
 use mailtrack::notify::worker::HttpWorker;
 use mailtrack::notify::Rule;
@@ -118,8 +119,18 @@ async fn start(
     rule: Rule,
     receiver: HttpReceiver,
 ) -> Running {
+    start_at(&redis.url(), endpoint, consumer, rule, receiver).await
+}
+
+async fn start_at(
+    redis_url: &str,
+    endpoint: &str,
+    consumer: &str,
+    rule: Rule,
+    receiver: HttpReceiver,
+) -> Running {
     let store = EndpointStore::open(
-        &redis.url(),
+        redis_url,
         STREAM,
         endpoint,
         consumer,
@@ -225,6 +236,78 @@ async fn each_endpoint_gets_exactly_what_its_rule_wants_signed() {
         };
         assert_eq!(summary[0], redis::Value::Int(0), "{group}: {summary:?}");
     }
+}
+
+/// The stream's reads speak RESP of their own (`notify::resp`): they must log in, pick the
+/// database and speak the protocol the URL names, as redis-rs does for every other command.
+#[tokio::test]
+async fn the_reads_use_the_urls_password_database_and_protocol() {
+    let redis = RedisServer::start_with(&["--appendonly", "no", "--requirepass", "s3cret"]);
+    let receiver = Receiver::start(|_, _| Reply::status(200)).await;
+    for (db, protocol) in [(2, "resp2"), (3, "resp3")] {
+        let url = format!(
+            "redis://default:s3cret@127.0.0.1:{}/{db}?protocol={protocol}",
+            redis.port()
+        );
+        let mut connection = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let range = db * 100..db * 100 + 60;
+        for n in range.clone() {
+            let _: String = redis::cmd("XADD")
+                .arg(STREAM)
+                .arg("*")
+                .arg("event")
+                .arg(event(n).1)
+                .query(&mut connection)
+                .unwrap();
+        }
+        let endpoint = format!("db{db}");
+        let worker = start_at(
+            &url,
+            &endpoint,
+            "p1",
+            rule(&["Open", "Click"], None),
+            receiver_config(receiver.url(&format!("/{endpoint}")), vec![]),
+        )
+        .await;
+        let want = wanted(range, |_| true);
+        wait_for(
+            &format!("{protocol}: every event of db {db}"),
+            Duration::from_secs(20),
+            || {
+                let received = receiver.accepted();
+                let ours: Vec<Received> = received
+                    .into_iter()
+                    .filter(|r| r.path == format!("/{endpoint}"))
+                    .collect();
+                delivered(&ours).0 == want
+            },
+        )
+        .await;
+        worker.stop().await;
+    }
+    // A wrong password is Redis's refusal, said as such.
+    let url = format!("redis://default:wrong@127.0.0.1:{}/2", redis.port());
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let reads = StreamReads::open(&client, Duration::from_secs(1)).unwrap();
+    let refused = reads
+        .read_group(ReadGroup {
+            group: "mailtrack-notify:db2",
+            consumer: "p1",
+            stream: STREAM,
+            count: 10,
+            block: Duration::from_millis(10),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        redis::ErrorKind::AuthenticationFailed,
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("WRONGPASS"), "{refused}");
 }
 
 #[tokio::test]

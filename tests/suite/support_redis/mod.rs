@@ -118,7 +118,9 @@ impl RedisServer {
                 .and_then(|c| c.get_connection())
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
             match pong {
+                // A server with `--requirepass` is up once it asks for the password.
                 Ok(_) => return,
+                Err(e) if e.code() == Some("NOAUTH") => return,
                 Err(e) if Instant::now() > deadline => panic!("redis-server did not start: {e}"),
                 // Loading the AOF answers LOADING for a moment; retry.
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
