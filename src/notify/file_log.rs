@@ -750,6 +750,7 @@ impl Inner {
                 event: String::from_utf8(line)
                     .ok()
                     .filter(|line| !line.trim().is_empty()),
+                event_type: None,
             });
         }
         Ok(())

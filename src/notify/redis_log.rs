@@ -97,7 +97,13 @@ pub struct LogEntry {
     pub id: String,
     /// The event's JSON, or `None` for an entry without one (not ours).
     pub event: Option<String>,
+    /// The event's type, when the entry names it beside the JSON (the Redis sink writes it
+    /// as the `type` field; the events file has only the JSON).
+    pub event_type: Option<String>,
 }
+
+/// The stream entry's field that holds an event's type, beside its JSON (docs/events.md).
+pub const TYPE_FIELD: &str = "type";
 
 /// One endpoint's view of Redis.
 #[derive(Clone)]
@@ -582,22 +588,31 @@ fn owned_entry(entry: Value) -> Option<LogEntry> {
     };
     let mut parts = parts.into_iter();
     let id = owned_string(parts.next()?)?;
-    let mut event = None;
+    let (mut event, mut event_type) = (None, None);
     if let Some(Value::Array(fields)) = parts.next() {
         let mut fields = fields.into_iter();
-        while let (Some(field), Some(value)) = (fields.next(), fields.next()) {
-            if matches!(&field, Value::BulkString(name) if name == EVENT_FIELD.as_bytes()) {
-                event = owned_string(value);
+        while let (Some(Value::BulkString(name)), Some(value)) = (fields.next(), fields.next()) {
+            match std::str::from_utf8(&name) {
+                Ok(EVENT_FIELD) => event = owned_string(value),
+                Ok(TYPE_FIELD) => event_type = owned_string(value),
+                _ => {}
             }
         }
     }
-    Some(LogEntry { id, event })
+    Some(LogEntry {
+        id,
+        event,
+        event_type,
+    })
 }
 
 /// An entry of a range read (`notify recover`'s, not on the delivery path).
 fn entry(id: StreamId) -> LogEntry {
-    let event = id.get::<String>(EVENT_FIELD);
-    LogEntry { id: id.id, event }
+    LogEntry {
+        event: id.get(EVENT_FIELD),
+        event_type: id.get(TYPE_FIELD),
+        id: id.id,
+    }
 }
 
 fn owned_string(value: Value) -> Option<String> {
@@ -644,7 +659,14 @@ mod tests {
         let entries = Value::Array(vec![
             Value::Array(vec![
                 bulk("1-0"),
-                Value::Array(vec![bulk("other"), bulk("x"), bulk("event"), bulk("{}")]),
+                Value::Array(vec![
+                    bulk("other"),
+                    bulk("x"),
+                    bulk("event"),
+                    bulk("{}"),
+                    bulk("type"),
+                    bulk("Open"),
+                ]),
             ]),
             // An entry deleted after it was read, as a re-read of the pending shows it.
             Value::Array(vec![bulk("2-0"), Value::Nil]),
@@ -657,14 +679,17 @@ mod tests {
             LogEntry {
                 id: "1-0".into(),
                 event: Some("{}".into()),
+                event_type: Some("Open".into()),
             },
             LogEntry {
                 id: "2-0".into(),
                 event: None,
+                event_type: None,
             },
             LogEntry {
                 id: "3-0".into(),
                 event: None,
+                event_type: None,
             },
         ];
         let resp2 = Value::Array(vec![Value::Array(vec![bulk("s"), entries.clone()])]);

@@ -29,7 +29,7 @@ use redis_protocol::resp2::types::RangeFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::redis_log::{LogEntry, EVENT_FIELD};
+use super::redis_log::{LogEntry, EVENT_FIELD, TYPE_FIELD};
 
 /// What a connection reads from its socket at a time, at least: a read of 100 events of
 /// about 500 bytes comes in a few.
@@ -323,18 +323,27 @@ fn log_entry(entry: RangeFrame, bytes: &[u8]) -> Result<LogEntry, Failure> {
     };
     let id = String::from_utf8(bytes[start..end].to_vec())
         .map_err(|_| shape("an entry id that is not UTF-8"))?;
-    let mut event = None;
+    let (mut event, mut event_type) = (None, None);
     if let Some(RangeFrame::Array(fields)) = parts.next() {
         let mut fields = fields.into_iter();
         while let (Some(field), Some(value)) = (fields.next(), fields.next()) {
-            if let (RangeFrame::BulkString(name), RangeFrame::BulkString(value)) = (field, value) {
-                if &bytes[name.0..name.1] == EVENT_FIELD.as_bytes() {
-                    event = String::from_utf8(bytes[value.0..value.1].to_vec()).ok();
-                }
+            let (RangeFrame::BulkString(name), RangeFrame::BulkString(value)) = (field, value)
+            else {
+                continue;
+            };
+            let value = || String::from_utf8(bytes[value.0..value.1].to_vec()).ok();
+            match &bytes[name.0..name.1] {
+                name if name == EVENT_FIELD.as_bytes() => event = value(),
+                name if name == TYPE_FIELD.as_bytes() => event_type = value(),
+                _ => {}
             }
         }
     }
-    Ok(LogEntry { id, event })
+    Ok(LogEntry {
+        id,
+        event,
+        event_type,
+    })
 }
 
 fn shape(what: &str) -> Failure {
@@ -355,21 +364,29 @@ mod tests {
         LogEntry {
             id: id.into(),
             event: event.map(str::to_owned),
+            event_type: None,
         }
     }
 
     #[test]
     fn a_read_reply_gives_each_entry_and_its_event() {
-        let reply = b"*1\r\n*2\r\n$1\r\ns\r\n*3\r\n\
+        let reply = b"*1\r\n*2\r\n$1\r\ns\r\n*4\r\n\
             *2\r\n$3\r\n1-0\r\n*4\r\n$5\r\nother\r\n$1\r\nx\r\n$5\r\nevent\r\n$7\r\n{\"a\":1}\r\n\
             *2\r\n$3\r\n2-0\r\n*-1\r\n\
-            *2\r\n$3\r\n3-0\r\n*2\r\n$4\r\nkind\r\n$4\r\ntest\r\n";
+            *2\r\n$3\r\n3-0\r\n*2\r\n$4\r\nkind\r\n$4\r\ntest\r\n\
+            *2\r\n$3\r\n4-0\r\n*4\r\n$5\r\nevent\r\n$2\r\n{}\r\n\
+            $4\r\ntype\r\n$5\r\nClick\r\n";
         let wanted = vec![
             entry("1-0", Some(r#"{"a":1}"#)),
             // Deleted after it was read, as a re-read of the pending shows it.
             entry("2-0", None),
             // Not ours: no `event` field.
             entry("3-0", None),
+            // As the Redis sink writes it: the type beside the JSON.
+            LogEntry {
+                event_type: Some("Click".into()),
+                ..entry("4-0", Some("{}"))
+            },
         ];
         assert_eq!(parsed(reply).unwrap(), wanted);
         assert_eq!(

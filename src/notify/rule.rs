@@ -145,6 +145,17 @@ impl Rule {
         Rule { conditions }
     }
 
+    /// The event types, when they are the rule's only condition: an entry that names its
+    /// type beside its JSON (the Redis stream's `type` field) is then matched without the
+    /// JSON being parsed at all, which was the largest share of notify's CPU once Redis's
+    /// replies were cheap to read.
+    pub fn by_type_alone(&self) -> Option<&BTreeSet<String>> {
+        match self.conditions.as_slice() {
+            [Condition::EventType(types)] => Some(types),
+            _ => None,
+        }
+    }
+
     /// Whether `event` meets every condition.
     pub fn matches(&self, event: &EventFacts) -> bool {
         self.conditions
@@ -186,6 +197,25 @@ mod tests {
             "timestamp":"2026-12-02T06:00:00.000Z","userAgent":""},"mailtrack":{"eventId":"e2",
             "trackingDomain":"t","method":"GET","repair":"as_received"}}"#;
         EventFacts::parse(json).unwrap()
+    }
+
+    #[test]
+    fn only_a_rule_of_types_alone_is_decided_by_the_type() {
+        let clicks = rule(&["Click"], &[]);
+        assert_eq!(
+            clicks.by_type_alone(),
+            Some(&BTreeSet::from(["Click".to_owned()]))
+        );
+        assert_eq!(
+            rule(&["Click"], &[("campaign", &["spring"])]).by_type_alone(),
+            None
+        );
+        let people = Rule::new(&RuleConfig {
+            event_types: BTreeSet::from(["Click".to_owned()]),
+            machines: MachineFilter::Exclude,
+            ..RuleConfig::default()
+        });
+        assert_eq!(people.by_type_alone(), None);
     }
 
     #[test]

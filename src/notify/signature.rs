@@ -36,13 +36,14 @@ pub fn sign(secrets: &[WebhookSecret], id: &str, timestamp: u64, body: &[u8]) ->
     header
 }
 
-/// The `webhook-id` of a delivery of `event_ids` to `endpoint`: `msg_` and 32 hex digits of
-/// a SHA-256 over both. It depends on nothing but what is delivered, so every attempt of it
-/// (by this process or, after a crash, by another) carries the same id.
-pub fn webhook_id<'a>(endpoint: &str, event_ids: impl IntoIterator<Item = &'a str>) -> String {
+/// The `webhook-id` of a delivery to `endpoint` of the events `names` names (their stream
+/// entries' ids, or their `eventId`s): `msg_` and 32 hex digits of a SHA-256 over both. It
+/// depends on nothing but what is delivered, so every attempt of it (by this process or,
+/// after a crash, by another) carries the same id.
+pub fn webhook_id<'a>(endpoint: &str, names: impl IntoIterator<Item = &'a str>) -> String {
     let mut context = digest::Context::new(&digest::SHA256);
     context.update(endpoint.as_bytes());
-    for id in event_ids {
+    for id in names {
         // Length-prefixed, so that no two lists of ids hash alike.
         context.update(&(id.len() as u64).to_be_bytes());
         context.update(id.as_bytes());

@@ -58,6 +58,14 @@ impl Store {
         }
     }
 
+    /// Whether an entry's id names its event for good, so that a delivery's `webhook-id` can
+    /// be made of its entries' ids: a stream never gives an id twice, while the file's
+    /// positions come again once its state folder is reset, so its deliveries are named by
+    /// their events' `eventId`s, which needs each event parsed.
+    pub fn entry_ids_name_events(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
     /// Takes over up to `count` entries another (dead) process read and never settled: none
     /// for the file, which one process reads.
     pub async fn claim_stale(&mut self, count: usize) -> Result<Vec<LogEntry>, StoreError> {

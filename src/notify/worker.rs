@@ -306,7 +306,7 @@ impl HttpWorker {
         self.gather(fresh, batch).await?;
         while started.len() < room && (batch.len() >= size || batch.waited(self.receiver.linger)) {
             let taken = batch.take(size);
-            let id = webhook_id(&self.name, taken.event_ids.iter().map(String::as_str));
+            let id = webhook_id(&self.name, taken.names.iter().map(String::as_str));
             let logged_ms = taken.entry_ids.iter().filter_map(|id| entry_ms(id));
             let delivery = Delivery {
                 id,
@@ -326,14 +326,37 @@ impl HttpWorker {
         batch: &mut Batch,
     ) -> Result<(), StoreError> {
         let mut unwanted = Vec::new();
-        for entry in entries {
-            // Parsed once: the facts decide, and give the event id the webhook-id is made of.
-            let facts = entry.event.as_deref().map(EventFacts::parse);
-            match (facts, entry.event) {
-                (Some(Ok(facts)), Some(event)) if self.rule.matches(&facts) => {
-                    batch.push(entry.id, facts.mailtrack.event_id, event);
+        let by_entry = self.store.entry_ids_name_events();
+        for LogEntry {
+            id,
+            event,
+            event_type,
+        } in entries
+        {
+            let Some(event) = event else {
+                unwanted.push(id);
+                continue;
+            };
+            // What the delivery's webhook-id is made of: the entry's id where the log never
+            // gives one twice (the stream), else the event's id.
+            let name = match (self.rule.by_type_alone(), event_type) {
+                // The entry names its type beside the JSON, as the Redis sink writes it
+                // (docs/events.md), and the type alone decides: nothing to parse.
+                (Some(types), Some(event_type)) if by_entry => {
+                    types.contains(&event_type).then(|| id.clone())
                 }
-                _ => unwanted.push(entry.id),
+                // Parsed once: the facts decide, and give the event id.
+                _ => match EventFacts::parse(&event) {
+                    Ok(facts) if self.rule.matches(&facts) => Some(match by_entry {
+                        true => id.clone(),
+                        false => facts.mailtrack.event_id,
+                    }),
+                    _ => None,
+                },
+            };
+            match name {
+                Some(name) => batch.push(id, name, event),
+                None => unwanted.push(id),
             }
         }
         self.store.acknowledge(&unwanted).await
@@ -475,19 +498,20 @@ struct Batch {
     first_at: Option<Instant>,
 }
 
-/// Events of a batch: their log entries, their `eventId`s and their JSON, index by index.
+/// Events of a batch: their log entries, what their webhook-id is made of (see
+/// [`Store::entry_ids_name_events`]) and their JSON, index by index.
 #[derive(Debug, Default)]
 struct Taken {
     entry_ids: Vec<String>,
-    event_ids: Vec<String>,
+    names: Vec<String>,
     events: Vec<String>,
 }
 
 impl Batch {
-    fn push(&mut self, entry_id: String, event_id: String, event: String) {
+    fn push(&mut self, entry_id: String, name: String, event: String) {
         self.first_at.get_or_insert_with(Instant::now);
         self.entries.entry_ids.push(entry_id);
-        self.entries.event_ids.push(event_id);
+        self.entries.names.push(name);
         self.entries.events.push(event);
     }
 
@@ -511,7 +535,7 @@ impl Batch {
         let split = most.min(self.len());
         let rest = Taken {
             entry_ids: self.entries.entry_ids.split_off(split),
-            event_ids: self.entries.event_ids.split_off(split),
+            names: self.entries.names.split_off(split),
             events: self.entries.events.split_off(split),
         };
         let taken = std::mem::replace(&mut self.entries, rest);
