@@ -279,31 +279,33 @@ impl HttpWorker {
             self.gather(stale, batch).await?;
         }
         // Enough for every free slot in one read: one XREADGROUP per turn then starts up to
-        // `room` deliveries, rather than one each. A read issued ahead asked for what was
-        // wanted when it was issued.
-        let wanted = ((room - started.len()) * size)
-            .saturating_sub(batch.len())
-            .max(1);
-        let wait = batch.wait_left(self.receiver.linger);
-        let (count, fresh) = match self.ahead.pop_front() {
-            Some(ahead) => (ahead.count, ahead.read.await??),
-            None => (wanted, self.store.read_new(wanted, wait).await?),
-        };
-        if fresh.len() == count {
-            while self.ahead.len() < READS_AHEAD {
-                let mut store = self.store.clone();
-                let read = tokio::spawn(async move { store.read_new(wanted, wait).await });
-                self.ahead.push_back(ReadAhead {
-                    count: wanted,
-                    read,
-                });
-                // Let the read reach the log now, before the next is issued (so that they
-                // read in turn) and before gathering: on one thread it would otherwise wait
-                // until this turn is over, and overlap nothing.
-                tokio::task::yield_now().await;
+        // `room` deliveries, rather than one each. None when the batch holds that already:
+        // a read of the few missing entries would cost a round trip for nothing.
+        let per_turn = (room - started.len()) * size;
+        let wanted = per_turn.saturating_sub(batch.len());
+        if wanted > 0 {
+            let wait = batch.wait_left(self.receiver.linger);
+            let (count, fresh) = match self.ahead.pop_front() {
+                Some(ahead) => (ahead.count, ahead.read.await??),
+                None => (wanted, self.store.read_new(wanted, wait).await?),
+            };
+            if fresh.len() == count {
+                // A read issued ahead asks for what a turn starts, whatever this one lacked.
+                while self.ahead.len() < READS_AHEAD {
+                    let mut store = self.store.clone();
+                    let read = tokio::spawn(async move { store.read_new(per_turn, wait).await });
+                    self.ahead.push_back(ReadAhead {
+                        count: per_turn,
+                        read,
+                    });
+                    // Let the read reach the log now, before the next is issued (so that they
+                    // read in turn) and before gathering: on one thread it would otherwise
+                    // wait until this turn is over, and overlap nothing.
+                    tokio::task::yield_now().await;
+                }
             }
+            self.gather(fresh, batch).await?;
         }
-        self.gather(fresh, batch).await?;
         while started.len() < room && (batch.len() >= size || batch.waited(self.receiver.linger)) {
             let taken = batch.take(size);
             let id = webhook_id(&self.name, taken.names.iter().map(String::as_str));
