@@ -37,12 +37,16 @@
 set -euo pipefail
 
 DURATION=${DURATION:-5}               # seconds of wrk on serve
-PREFILL=${PREFILL:-1000000}           # events in the stream before notify starts: a few
-                                      # seconds of it, so that its start weighs little
+PREFILL=${PREFILL:-2000000}           # events in the stream before notify starts: a few
+                                      # seconds of it, so that its start (and the 100 ms
+                                      # between looks at the group) weighs little
 LATENCY_SECONDS=${LATENCY_SECONDS:-10}
 LATENCY_MAX_RATE=${LATENCY_MAX_RATE:-50000} # the Python load and receiver's limit on core 0
 LINGERS_MS=${LINGERS_MS-"500 50"}     # the default linger, and a short one; "" skips step 5
 CONCURRENCY=${CONCURRENCY:-4}         # notify's POSTs in flight (the default)
+MACHINES=${MACHINES:-}                # "only": a rule that parses every event (serve's
+                                      # events here are machines': curl's and wrk's), where
+                                      # events = ["Click"] alone reads the entry's type
 SERVE_CPU=1                           # serve, then notify
 CLIENT_CPU=0                          # wrk, Redis, nginx, the load and the receiver
 
@@ -135,6 +139,8 @@ now_ms() { date +%s%3N; }
 
 # config FILE STREAM ENDPOINT_URL LINGER_MS: serve's and notify's config.
 config() {
+    local machines=""
+    [ -z "$MACHINES" ] || machines="machines = \"$MACHINES\""
     cat >"$1" <<TOML
 [tracking]
 base_url = "http://127.0.0.1:$P_SERVE"
@@ -160,6 +166,7 @@ allow_private = true
 batch_size = 100
 concurrency = $CONCURRENCY
 linger_ms = $5
+$machines
 TOML
 }
 
@@ -180,7 +187,7 @@ main() {
         echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "mailtrack=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
         echo "redis=$(redis-server --version | awk '{ print $3 }')"
-        echo "duration=${DURATION}s prefill=$PREFILL latency_seconds=$LATENCY_SECONDS lingers_ms=$LINGERS_MS concurrency=$CONCURRENCY"
+        echo "duration=${DURATION}s prefill=$PREFILL latency_seconds=$LATENCY_SECONDS lingers_ms=$LINGERS_MS concurrency=$CONCURRENCY machines=${MACHINES:-include}"
     } >"$RESULTS/notify.env"
 
     cd "$WORK"
