@@ -248,7 +248,7 @@ impl Connection {
     ) -> Result<T, Failure> {
         loop {
             // A reply that is not all in yet is decoded again from its start once more has
-            // come: a read's reply comes in two or three pieces.
+            // come: a read's reply of 100 events comes in one or two pieces.
             let decoded = decode_range(&self.buffer)
                 .map_err(|e| Failure::Protocol(e.details().to_owned()))?;
             if let Some((frame, end)) = decoded {
@@ -263,6 +263,17 @@ impl Connection {
             self.buffer.reserve(READ_CHUNK);
             if self.socket.read_buf(&mut self.buffer).await? == 0 {
                 return Err(Failure::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            // And whatever else has come already: a long reply is then decoded again once
+            // for each piece the socket had at hand, not once for each read's worth.
+            loop {
+                self.buffer.reserve(READ_CHUNK);
+                match self.socket.try_read_buf(&mut self.buffer) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }
