@@ -1,7 +1,11 @@
 //! The Redis sink over TLS (`rediss://`, rustls with ring) with AUTH in the URL, against a
 //! real `redis-server` serving TLS only, with a certificate from a CA made at test time. The
 //! client trusts the CA through `SSL_CERT_FILE`, as an operator with a private CA would.
+//! `events tail` and notify's delivery loop then read the events back over TLS: notify's
+//! reads of the stream take redis-rs's path there, not `notify::resp`'s plain TCP.
 
+#[path = "suite/support_receiver/mod.rs"]
+mod support_receiver;
 #[path = "suite/support_redis/mod.rs"]
 mod support_redis;
 
@@ -9,9 +13,18 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mailtrack::config::notify::{
+    HttpReceiver, PayloadFormat, RuleConfig, WebhookSecret, DEFAULT_RETRY_SCHEDULE,
+};
 use mailtrack::config::SinkKind;
 use mailtrack::events::sample::sample_event;
 use mailtrack::events::EventPipeline;
+use mailtrack::notify::http::{AddressPolicy, WebhookClient};
+use mailtrack::notify::metrics::NotifyMetrics;
+use mailtrack::notify::redis_log::{EndpointStore, CLAIM_MIN_IDLE};
+use mailtrack::notify::worker::HttpWorker;
+use mailtrack::notify::Rule;
+use support_receiver::{Receiver, Reply};
 use support_redis::{events_config, free_port, printed_event_ids};
 
 /// A CA and a certificate for 127.0.0.1, as PEM files in `dir`: (ca, cert, key).
@@ -115,4 +128,59 @@ fn events_reach_a_tls_redis_with_a_password() {
         .unwrap();
     let printed = printed_event_ids(output);
     assert_eq!(printed, ids);
+
+    // And notify delivers every one of them to a receiver, reading the stream over TLS.
+    runtime.block_on(async {
+        let receiver = Receiver::start(|_, _| Reply::status(200)).await;
+        let http = HttpReceiver {
+            url: receiver.url("/hook"),
+            secrets: vec![WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()],
+            format: PayloadFormat::StandardWebhooks,
+            timeout: Duration::from_millis(700),
+            batch_size: 20,
+            linger: Duration::from_millis(50),
+            concurrency: 2,
+            rate_per_second: None,
+            retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
+            allow_private: true,
+            sns: None,
+        };
+        let stream = config.stream.clone();
+        let store = EndpointStore::open(&url, &stream, "tls", "p1", http.linger, CLAIM_MIN_IDLE)
+            .await
+            .unwrap();
+        let client = WebhookClient::new(http.timeout, AddressPolicy::AllowPrivate).unwrap();
+        let rule = Rule::new(&RuleConfig {
+            event_types: ["Open", "Click"].map(str::to_owned).into(),
+            ..RuleConfig::default()
+        });
+        let metrics = NotifyMetrics::default().endpoint("tls");
+        let worker = HttpWorker::new("tls".into(), rule, http, client, store, metrics);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(worker.run(stopped));
+        let delivered = || -> Vec<String> {
+            let mut ids: Vec<String> = receiver
+                .accepted()
+                .iter()
+                .flat_map(|r| serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).unwrap())
+                .map(|event| event["mailtrack"]["eventId"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let mut wanted = ids.clone();
+        wanted.sort();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while delivered() != wanted {
+            assert!(
+                Instant::now() < deadline,
+                "notify over TLS delivered {:?}",
+                delivered().len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    });
 }
