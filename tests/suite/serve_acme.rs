@@ -171,15 +171,27 @@ impl Pebble {
             sni: "localhost".to_owned(),
         };
         let addr: SocketAddr = ([127, 0, 0, 1], self.management).into();
-        let reply = send(
-            addr,
-            Some(&management),
-            Proto::Http1,
-            "GET",
-            "/roots/0",
-            &[],
-        )
-        .await;
+        // Listening is not yet serving TLS: under load, a handshake just after `start` saw
+        // the connection closed (CI, 2026-12-04). Ask again for a few seconds.
+        let started = Instant::now();
+        let reply = loop {
+            let tried = try_send(
+                addr,
+                Some(&management),
+                Proto::Http1,
+                "GET",
+                "/roots/0",
+                &[],
+            );
+            match tried.await {
+                Ok(reply) => break reply,
+                Err(e) => assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "pebble's management listener: {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(reply.status, 200, "{}", reply.text());
         let root = CertificateDer::from_pem_slice(&reply.body).unwrap();
         let mut roots = rustls::RootCertStore::empty();
