@@ -308,7 +308,11 @@ impl HttpWorker {
         }
         while started.len() < room && (batch.len() >= size || batch.waited(self.receiver.linger)) {
             let taken = batch.take(size);
-            let id = webhook_id(&self.name, taken.names.iter().map(String::as_str));
+            let names = match self.store.entry_ids_name_events() {
+                true => &taken.entry_ids,
+                false => &taken.event_ids,
+            };
+            let id = webhook_id(&self.name, names.iter().map(String::as_str));
             let logged_ms = taken.entry_ids.iter().filter_map(|id| entry_ms(id));
             let delivery = Delivery {
                 id,
@@ -339,25 +343,24 @@ impl HttpWorker {
                 unwanted.push(id);
                 continue;
             };
-            // What the delivery's webhook-id is made of: the entry's id where the log never
-            // gives one twice (the stream), else the event's id.
-            let name = match (self.rule.by_type_alone(), event_type) {
+            // Whether it is wanted and, where the webhook-id is made of event ids rather
+            // than entry ids (see `Store::entry_ids_name_events`), its event id.
+            let wanted: Option<Option<String>> = match (self.rule.by_type_alone(), event_type) {
                 // The entry names its type beside the JSON, as the Redis sink writes it
                 // (docs/events.md), and the type alone decides: nothing to parse.
                 (Some(types), Some(event_type)) if by_entry => {
-                    types.contains(&event_type).then(|| id.clone())
+                    types.contains(&event_type).then_some(None)
                 }
                 // Parsed once: the facts decide, and give the event id.
                 _ => match EventFacts::parse(&event) {
-                    Ok(facts) if self.rule.matches(&facts) => Some(match by_entry {
-                        true => id.clone(),
-                        false => facts.mailtrack.event_id,
-                    }),
+                    Ok(facts) if self.rule.matches(&facts) => {
+                        Some((!by_entry).then_some(facts.mailtrack.event_id))
+                    }
                     _ => None,
                 },
             };
-            match name {
-                Some(name) => batch.push(id, name, event),
+            match wanted {
+                Some(event_id) => batch.push(id, event_id, event),
                 None => unwanted.push(id),
             }
         }
@@ -500,20 +503,21 @@ struct Batch {
     first_at: Option<Instant>,
 }
 
-/// Events of a batch: their log entries, what their webhook-id is made of (see
-/// [`Store::entry_ids_name_events`]) and their JSON, index by index.
+/// Events of a batch: their log entries, their `eventId`s where the webhook-id is made of
+/// those (see [`Store::entry_ids_name_events`]; else none are kept), and their JSON, index
+/// by index.
 #[derive(Debug, Default)]
 struct Taken {
     entry_ids: Vec<String>,
-    names: Vec<String>,
+    event_ids: Vec<String>,
     events: Vec<String>,
 }
 
 impl Batch {
-    fn push(&mut self, entry_id: String, name: String, event: String) {
+    fn push(&mut self, entry_id: String, event_id: Option<String>, event: String) {
         self.first_at.get_or_insert_with(Instant::now);
         self.entries.entry_ids.push(entry_id);
-        self.entries.names.push(name);
+        self.entries.event_ids.extend(event_id);
         self.entries.events.push(event);
     }
 
@@ -537,7 +541,10 @@ impl Batch {
         let split = most.min(self.len());
         let rest = Taken {
             entry_ids: self.entries.entry_ids.split_off(split),
-            names: self.entries.names.split_off(split),
+            event_ids: self
+                .entries
+                .event_ids
+                .split_off(split.min(self.entries.event_ids.len())),
             events: self.entries.events.split_off(split),
         };
         let taken = std::mem::replace(&mut self.entries, rest);
