@@ -168,25 +168,44 @@ async fn claim_stale(
     Ok(reply.claimed)
 }
 
+/// `XREADGROUP` of up to `count` entries of `stream` never delivered to `group`, as
+/// `consumer`, blocking up to `block_ms` for one: how `events tail` and `notify` read.
+pub fn read_group(
+    group: &str,
+    consumer: &str,
+    count: usize,
+    block_ms: u64,
+    stream: &str,
+) -> redis::Cmd {
+    let mut read = redis::cmd("XREADGROUP");
+    read.arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block_ms)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">");
+    read
+}
+
 /// Reads entries never delivered to this group, blocking a while for them.
 async fn read_new(
     connection: &mut RedisConnection,
     stream: &str,
     options: &TailOptions,
 ) -> Result<Vec<StreamId>, TailError> {
-    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(&options.group)
-        .arg(&options.consumer)
-        .arg("COUNT")
-        .arg(DEFAULT_COUNT)
-        .arg("BLOCK")
-        .arg(options.block.as_millis() as u64)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(">")
-        .query_async(connection)
-        .await?;
+    let block_ms = options.block.as_millis() as u64;
+    let read = read_group(
+        &options.group,
+        &options.consumer,
+        DEFAULT_COUNT,
+        block_ms,
+        stream,
+    );
+    let reply: Option<StreamReadReply> = read.query_async(connection).await?;
     Ok(reply
         .into_iter()
         .flat_map(|reply| reply.keys)

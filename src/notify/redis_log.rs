@@ -24,7 +24,8 @@ use redis::streams::StreamId;
 use redis::{RedisError, Value};
 use serde::{Deserialize, Serialize};
 
-use super::resp::{ReadGroup, StreamReads};
+use super::resp::StreamReads;
+use crate::events::tail::read_group;
 
 /// The events stream's field that holds an event's JSON.
 pub const EVENT_FIELD: &str = "event";
@@ -291,34 +292,12 @@ impl EndpointStore {
         count: usize,
         block: Duration,
     ) -> Result<Vec<LogEntry>, RedisError> {
-        let reads = match &mut self.reads {
-            Reads::Resp(reads) => reads,
-            Reads::Redis(connection) => {
-                let reply: Value = redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(&self.group)
-                    .arg(&self.consumer)
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("BLOCK")
-                    .arg(block.as_millis().max(1) as u64)
-                    .arg("STREAMS")
-                    .arg(&self.stream)
-                    .arg(">")
-                    .query_async(connection)
-                    .await?;
-                return Ok(read_entries(reply));
-            }
-        };
-        reads
-            .read_group(ReadGroup {
-                group: &self.group,
-                consumer: &self.consumer,
-                stream: &self.stream,
-                count,
-                block,
-            })
-            .await
+        let block_ms = block.as_millis().max(1) as u64;
+        let read = read_group(&self.group, &self.consumer, count, block_ms, &self.stream);
+        match &mut self.reads {
+            Reads::Resp(reads) => reads.read_group(&read, block).await,
+            Reads::Redis(connection) => Ok(read_entries(read.query_async(connection).await?)),
+        }
     }
 
     /// Acknowledges entries: delivered, or not wanted by the endpoint.

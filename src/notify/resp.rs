@@ -67,20 +67,6 @@ struct Connection {
     buffer: Vec<u8>,
 }
 
-/// One `XREADGROUP`'s arguments.
-pub struct ReadGroup<'a> {
-    /// The consumer group.
-    pub group: &'a str,
-    /// This process's name in the group.
-    pub consumer: &'a str,
-    /// The events stream.
-    pub stream: &'a str,
-    /// The most entries to read.
-    pub count: usize,
-    /// How long to wait for one, when there are none.
-    pub block: Duration,
-}
-
 impl StreamReads {
     /// Reads for `client`'s server, each connection dialled when first needed, or `None`
     /// when it is not reached over plain TCP. A reply may take `response_timeout` beyond a
@@ -91,19 +77,19 @@ impl StreamReads {
             return None;
         };
         let settings = info.redis_settings();
-        let mut handshake = Vec::new();
-        let mut replies = 0;
+        let mut handshake = redis::pipe();
         if let Some(password) = settings.password() {
-            match settings.username() {
-                Some(user) => encode(&mut handshake, &["AUTH", user, password]),
-                None => encode(&mut handshake, &["AUTH", password]),
+            let auth = handshake.cmd("AUTH");
+            if let Some(user) = settings.username() {
+                auth.arg(user);
             }
-            replies += 1;
+            auth.arg(password);
         }
         if settings.db() != 0 {
-            encode(&mut handshake, &["SELECT", &settings.db().to_string()]);
-            replies += 1;
+            handshake.cmd("SELECT").arg(settings.db());
         }
+        let replies = handshake.len();
+        let handshake = handshake.get_packed_pipeline();
         Some(StreamReads {
             shared: Arc::new(Shared {
                 host: host.clone(),
@@ -115,27 +101,17 @@ impl StreamReads {
         })
     }
 
-    /// Reads up to `read.count` entries never delivered to the group, waiting up to
-    /// `read.block` for one.
-    pub async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<LogEntry>, RedisError> {
-        let count = read.count.to_string();
-        let block = read.block.as_millis().max(1).to_string();
-        let mut command = Vec::with_capacity(128);
-        let args = [
-            "XREADGROUP",
-            "GROUP",
-            read.group,
-            read.consumer,
-            "COUNT",
-            &count,
-            "BLOCK",
-            &block,
-            "STREAMS",
-            read.stream,
-            ">",
-        ];
-        encode(&mut command, &args);
-        let limit = self.shared.response_timeout + read.block;
+    /// Sends `read`, an `XREADGROUP` blocking up to `block` (see [`read_group`]), and gives
+    /// the entries of its reply.
+    ///
+    /// [`read_group`]: crate::events::tail::read_group
+    pub async fn read_group(
+        &self,
+        read: &redis::Cmd,
+        block: Duration,
+    ) -> Result<Vec<LogEntry>, RedisError> {
+        let command = read.get_packed_command();
+        let limit = self.shared.response_timeout + block;
         let exchange = async {
             let mut connection = self.connection().await?;
             if let Err(error) = connection.socket.write_all(&command).await {
@@ -279,16 +255,6 @@ impl Connection {
     }
 }
 
-/// Appends `args` as a RESP command, an array of bulk strings.
-fn encode(out: &mut Vec<u8>, args: &[&str]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 fn text(bytes: &[u8], (start, end): (usize, usize)) -> String {
     String::from_utf8_lossy(&bytes[start..end]).into_owned()
 }
@@ -419,12 +385,5 @@ mod tests {
                 "{reply:?}"
             );
         }
-    }
-
-    #[test]
-    fn a_command_is_an_array_of_bulk_strings() {
-        let mut out = Vec::new();
-        encode(&mut out, &["SELECT", "2"]);
-        assert_eq!(out, b"*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n");
     }
 }

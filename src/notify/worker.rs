@@ -83,8 +83,8 @@ pub struct HttpWorker {
 /// A read started before the entries of the last one were parsed and matched: while a
 /// backlog lasts, the log finds the next entries while this process works on the last ones,
 /// rather than each waiting on the other in turn (the loop left a third of its core idle
-/// so, in `benches/notify.sh`). [`READS_AHEAD`] at most, each asking for what its turn
-/// wanted, and only after a full read, so that a quiet log is read as before.
+/// so, in `benches/notify.sh`). [`READS_AHEAD`] at most, each asking for a whole turn's
+/// batches, and only after a full read, so that a quiet log is read as before.
 #[derive(Debug)]
 struct ReadAhead {
     /// How many entries it asked for.

@@ -15,10 +15,11 @@ use tokio::sync::watch;
 use mailtrack::config::notify::{
     HttpReceiver, PayloadFormat, RuleConfig, WebhookSecret, DEFAULT_RETRY_SCHEDULE,
 };
+use mailtrack::events::tail::read_group;
 use mailtrack::notify::http::{AddressPolicy, WebhookClient};
 use mailtrack::notify::metrics::{EndpointMetrics, NotifyMetrics};
 use mailtrack::notify::redis_log::{EndpointStore, CLAIM_MIN_IDLE};
-use mailtrack::notify::resp::{ReadGroup, StreamReads};
+use mailtrack::notify::resp::StreamReads;
 use mailtrack::notify::stream_worker::StreamWorker;
 use mailtrack::notify::worker::HttpWorker;
 use mailtrack::notify::Rule;
@@ -293,13 +294,10 @@ async fn the_reads_use_the_urls_password_database_and_protocol() {
     let client = redis::Client::open(url.as_str()).unwrap();
     let reads = StreamReads::open(&client, Duration::from_secs(1)).unwrap();
     let refused = reads
-        .read_group(ReadGroup {
-            group: "mailtrack-notify:db2",
-            consumer: "p1",
-            stream: STREAM,
-            count: 10,
-            block: Duration::from_millis(10),
-        })
+        .read_group(
+            &read_group("mailtrack-notify:db2", "p1", 10, 10, STREAM),
+            Duration::from_millis(10),
+        )
         .await
         .unwrap_err();
     assert_eq!(
