@@ -6,12 +6,11 @@
 
 use std::sync::Arc;
 
-use hyper::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::request::{options, parse_json, stamp, Pixel, Syntax};
-use crate::rewrite::{rewrite_str, RewriteReport};
-use crate::server::admin::error::json;
+use crate::rewrite::rewrite_str;
+use crate::server::admin::error::document_json;
 use crate::server::admin::router::{AdminRequest, RouteFuture};
 use crate::server::admin::{AdminContext, AdminError};
 use crate::server::routes::Answer;
@@ -68,16 +67,5 @@ fn answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
             message: format!("html: {e}"),
             part: None,
         })?;
-    let answer = HtmlAnswer {
-        html: &rewritten.html,
-        report: &rewritten.report,
-    };
-    Ok(json(StatusCode::OK, &answer))
-}
-
-/// The answer: the rewritten document and the CLI's report.
-#[derive(Serialize)]
-struct HtmlAnswer<'a> {
-    html: &'a str,
-    report: &'a RewriteReport,
+    Ok(document_json("html", &rewritten.html, &rewritten.report))
 }

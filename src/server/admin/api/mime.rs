@@ -11,12 +11,11 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use hyper::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::request::{options, parse_json, stamp, Pixel, Syntax};
 use crate::rewrite::mime::{self, MimeError, MimeReport};
-use crate::server::admin::error::json;
+use crate::server::admin::error::document_json;
 use crate::server::admin::router::{AdminRequest, RouteFuture};
 use crate::server::admin::{AdminContext, AdminError};
 use crate::server::routes::Answer;
@@ -90,42 +89,16 @@ fn answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
     let rewritten = mime::rewrite_mime(input, &options).map_err(refusal)?;
     let report = &rewritten.report;
     let answer = match String::from_utf8(rewritten.message) {
-        Ok(text) if as_text => json(
-            StatusCode::OK,
-            &TextAnswer {
-                message: &text,
-                report,
-            },
-        ),
+        Ok(text) if as_text => document_json("message", &text, report),
         Ok(text) => base64_answer(text.as_bytes(), report),
         Err(bytes) => base64_answer(bytes.as_bytes(), report),
     };
     Ok(answer)
 }
 
-/// The answer to a message sent as text, when the result is UTF-8 too.
-#[derive(Serialize)]
-struct TextAnswer<'a> {
-    message: &'a str,
-    report: &'a MimeReport,
-}
-
 /// The answer to a message sent as base64, or whose result is not UTF-8.
-#[derive(Serialize)]
-struct Base64Answer<'a> {
-    message_base64: String,
-    report: &'a MimeReport,
-}
-
 fn base64_answer(message: &[u8], report: &MimeReport) -> Answer {
-    let message_base64 = STANDARD.encode(message);
-    json(
-        StatusCode::OK,
-        &Base64Answer {
-            message_base64,
-            report,
-        },
-    )
+    document_json("message_base64", &STANDARD.encode(message), report)
 }
 
 /// A message the rewriter refused, as a 422 that names the part.
