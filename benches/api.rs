@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -177,14 +178,23 @@ async fn start_http_alone(answer: Bytes) -> SocketAddr {
 
 /// One request of `body` to `address`; its answer, which must be a 200.
 async fn post(address: SocketAddr, body: Bytes) -> Bytes {
+    let answer = connect(address)
+        .await
+        .send_request(request(body))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// A keep-alive HTTP/1.1 connection to `address`, driven by a task of its own.
+async fn connect(address: SocketAddr) -> SendRequest<Full<Bytes>> {
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(connection);
-    let answer = sender.send_request(request(body)).await.unwrap();
-    assert_eq!(answer.status(), 200);
-    answer.into_body().collect().await.unwrap().to_bytes()
+    sender
 }
 
 /// The request every client sends.
@@ -205,12 +215,7 @@ async fn post_rate(address: SocketAddr, body: Bytes) -> f64 {
     for _ in 0..CLIENTS {
         let (done, stop, body) = (Arc::clone(&done), Arc::clone(&stop), body.clone());
         clients.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(address).await.unwrap();
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(connection);
+            let mut sender = connect(address).await;
             while !stop.load(Ordering::Relaxed) {
                 let answer = sender.send_request(request(body.clone())).await.unwrap();
                 assert_eq!(answer.status(), 200);

@@ -149,9 +149,9 @@ pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Answer {
 /// The document (HTML, or a MIME message) is escaped by `json-escape-simd` rather than by
 /// serde_json, whose escaping goes byte by byte: HTML has a `"` or a line break every 25
 /// bytes or so, and escaping a 120 KB document took serde_json more of the API's time than
-/// all of its HTTP (benches/README.md, "The rewrite API").
+/// all of its HTTP (benches/README.md, "api").
 pub(crate) fn document_json(field: &str, document: &str, report: &impl Serialize) -> Answer {
-    let mut body = Vec::with_capacity(document.len() + document.len() / 8 + 64);
+    let mut body = Vec::new();
     body.extend_from_slice(b"{\"");
     body.extend_from_slice(field.as_bytes());
     body.extend_from_slice(b"\":");
