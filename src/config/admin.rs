@@ -26,6 +26,9 @@ pub const DEFAULT_ADMIN_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// a whole MIME message with attachments (SES takes up to 40 MB) fits.
 pub const MAX_ADMIN_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// The most `workers` the config may ask for.
+pub const MAX_ADMIN_WORKERS: usize = 256;
+
 /// The shortest token accepted: 32 characters, 128 bits as hex, which no one guesses over
 /// the network. `openssl rand -hex 32` makes 64.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
@@ -42,6 +45,9 @@ pub struct AdminConfig {
     pub token: Option<AdminToken>,
     /// The largest request body an admin route reads.
     pub max_body_bytes: usize,
+    /// The threads serve's admin listener runs on, rewriting included: a runtime of their
+    /// own, apart from the public listeners'.
+    pub workers: usize,
 }
 
 /// The admin bearer token. Only its SHA-256 digest is kept: requests are checked by
@@ -115,8 +121,17 @@ impl Default for AdminConfig {
             token_file: None,
             token: None,
             max_body_bytes: DEFAULT_ADMIN_MAX_BODY_BYTES,
+            workers: default_workers(),
         }
     }
+}
+
+/// Half the machine's cores, at least one: however many rewrites are asked for at once, the
+/// admin listener's threads are never more than the public listeners' (one per core), so
+/// mail clients' opens and clicks keep at least half of the CPU.
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores / 2).max(1)
 }
 
 /// `[admin]` as written.
@@ -126,6 +141,7 @@ pub(super) struct RawAdmin {
     listen: Option<String>,
     token_file: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    workers: Option<usize>,
 }
 
 impl RawAdmin {
@@ -154,11 +170,19 @@ impl RawAdmin {
                 format!("{max_body_bytes} is not between 1 and {MAX_ADMIN_MAX_BODY_BYTES}"),
             ));
         }
+        let workers = self.workers.unwrap_or(defaults.workers);
+        if workers == 0 || workers > MAX_ADMIN_WORKERS {
+            return Err((
+                "admin.workers",
+                format!("{workers} is not between 1 and {MAX_ADMIN_WORKERS}"),
+            ));
+        }
         Ok(AdminConfig {
             listen,
             token_file,
             token,
             max_body_bytes,
+            workers,
         })
     }
 }
@@ -217,6 +241,8 @@ mod tests {
         assert_eq!(config.listen, DEFAULT_ADMIN_LISTEN.parse().unwrap());
         assert!(config.token.is_none() && config.token_file.is_none());
         assert_eq!(config.max_body_bytes, DEFAULT_ADMIN_MAX_BODY_BYTES);
+        assert_eq!(config.workers, default_workers());
+        assert!(config.workers >= 1);
         for loopback in ["127.0.0.2:0", "[::1]:9090", "[::ffff:127.0.0.1]:9090"] {
             let text = format!("listen = \"{loopback}\"");
             assert!(validate(&text, Path::new("/")).is_ok(), "{loopback}");
@@ -279,5 +305,10 @@ mod tests {
             let text = format!("max_body_bytes = {size}");
             assert_eq!(validate(&text, root).unwrap_err().0, "admin.max_body_bytes");
         }
+        for workers in ["0", "257"] {
+            let text = format!("workers = {workers}");
+            assert_eq!(validate(&text, root).unwrap_err().0, "admin.workers");
+        }
+        assert_eq!(validate("workers = 3", root).unwrap().workers, 3);
     }
 }

@@ -46,8 +46,13 @@ fn corpus(path: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// A POST with curl: the status and the body.
+/// A JSON POST with curl: the status and the body.
 fn curl(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+    curl_as(url, "application/json", token, body)
+}
+
+/// A POST of `body` as `content_type` with curl: the status and the body.
+fn curl_as(url: &str, content_type: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
     let mut command = Command::new("curl");
     command.args([
         "-sS",
@@ -56,7 +61,7 @@ fn curl(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
         "-w",
         "\n%{http_code}",
         "-H",
-        "Content-Type: application/json",
+        &format!("Content-Type: {content_type}"),
     ]);
     if let Some(token) = token {
         command.args(["-H", &format!("Authorization: Bearer {token}")]);
@@ -112,6 +117,37 @@ print(json.dumps(out))
     assert!(output.status.success(), "python failed");
     let answers: Vec<(u16, Value)> = serde_json::from_slice(&output.stdout).unwrap();
     answers
+}
+
+/// Python's `requests` posts each of `calls` (`[path, query fields, Content-Type, body as
+/// base64]`) with `params=` and `data=`, as a sender posts a document as itself, and prints
+/// `[status, JSON answer]` for each.
+fn python_documents(admin: &str, calls: &Value) -> Vec<(u16, Value)> {
+    let script = r#"
+import base64, json, sys, requests
+admin, token, calls = sys.argv[1], sys.argv[2], json.load(sys.stdin)
+out = []
+for path, params, content_type, body in calls:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+    r = requests.post(admin + path, params=params, data=base64.b64decode(body),
+                      headers=headers, timeout=30)
+    out.append([r.status_code, r.json()])
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, admin, TOKEN])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        calls.to_string().as_bytes(),
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "python failed");
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// The send time and message tags every request here gives.
@@ -302,4 +338,111 @@ fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
         "{}",
         errors[9]
     );
+}
+
+#[test]
+fn documents_sent_as_themselves_get_what_the_library_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path());
+    let config = Config::load(Some(&path)).unwrap();
+    let served = ServeProcess::spawn(&path, 1);
+    let admin = format!("http://{}", served.admin_addr());
+    let newsletter = corpus("emails/mailchimp/simple-basic.html");
+    let mut expected_options = options(&config, "news-1");
+    expected_options.pixel = mailtrack::rewrite::PixelPlacement::BodyStart;
+    let expected_html =
+        rewrite_str(std::str::from_utf8(&newsletter).unwrap(), &expected_options).unwrap();
+    // The fields as a query string, percent-encoded as curl users write them.
+    let query = "message_id=news-1&send_time=2026-12-02T09%3A00%3A00Z\
+                 &message_tags=campaign%3Aspring%3Blist%3Anews&pixel=body_start";
+
+    // curl, HTML as text/html.
+    let (status, body) = curl_as(
+        &format!("{admin}/v1/rewrite/html?{query}"),
+        "text/html; charset=utf-8",
+        Some(TOKEN),
+        &newsletter,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["html"].as_str().unwrap(), expected_html.html);
+    assert_eq!(
+        answer["report"],
+        serde_json::to_value(&expected_html.report).unwrap()
+    );
+
+    // A message in GBK, sent 8bit: not UTF-8, so JSON could carry it only as base64.
+    let (html, _, _) = encoding_rs::GBK.encode(
+        "<html><body><p>春季促销</p><a href=\"https://shop.example.cn/sale\">立即购买</a></body></html>",
+    );
+    let mut gbk = b"From: shop@example.cn\r\nSubject: sale\r\nMIME-Version: 1.0\r\n\
+        Content-Type: text/html; charset=GBK\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        .to_vec();
+    gbk.extend_from_slice(&html);
+    assert!(std::str::from_utf8(&gbk).is_err());
+    let expected_gbk = rewrite_mime(&gbk, &options(&config, "zh-1")).unwrap();
+    let alternative = corpus("mime/alternative-qp.eml");
+    let expected_alternative = rewrite_mime(&alternative, &options(&config, "qp-1")).unwrap();
+    let fields = |id: &str| json!({ "message_id": id, "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS });
+
+    // Python: both messages as message/rfc822, and the HTML again.
+    let calls = json!([
+        ["/v1/rewrite/mime", fields("zh-1"), "message/rfc822", STANDARD.encode(&gbk)],
+        ["/v1/rewrite/mime", fields("qp-1"), "message/rfc822", STANDARD.encode(&alternative)],
+        ["/v1/rewrite/html", { "message_id": "news-1", "send_time": SEND_TIME, "message_tags": MESSAGE_TAGS, "pixel": "body_start" },
+         "text/html", STANDARD.encode(&newsletter)],
+    ]);
+    let answers = python_documents(&admin, &calls);
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 200, 200], "{answers:?}");
+    let message = STANDARD
+        .decode(answers[0].1["message_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(message, expected_gbk.message);
+    assert_eq!(
+        answers[0].1["report"],
+        serde_json::to_value(&expected_gbk.report).unwrap()
+    );
+    assert_eq!(
+        answers[1].1["message"].as_str().unwrap().as_bytes(),
+        expected_alternative.message
+    );
+    assert_eq!(answers[2].1["html"].as_str().unwrap(), expected_html.html);
+
+    // What is wrong with a document sent as itself is named too.
+    let bad = json!([
+        ["/v1/rewrite/html", { "message_id": "m-1", "pixle": "body_end" }, "text/html", STANDARD.encode("<p>")],
+        ["/v1/rewrite/html", { "send_time": SEND_TIME }, "text/html", STANDARD.encode("<p>")],
+        ["/v1/rewrite/html", { "message_id": "m-1", "pixel": "top" }, "text/html", STANDARD.encode("<p>")],
+        ["/v1/rewrite/html", { "message_id": "m-1" }, "text/html", STANDARD.encode(&html)],
+        ["/v1/rewrite/html", { "message_id": "m-1" }, "text/html; charset=gbk", STANDARD.encode(&html)],
+        ["/v1/rewrite/html", { "message_id": "m-1" }, "application/json", STANDARD.encode("{}")],
+        ["/v1/rewrite/mime", { "message_id": "m-1" }, "message/rfc822", STANDARD.encode(corpus("mime/dkim-signed.eml"))],
+    ]);
+    let answers = python_documents(&admin, &bad);
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [400, 400, 400, 400, 415, 400, 422], "{answers:?}");
+    let errors: Vec<&str> = answers
+        .iter()
+        .map(|a| a.1["error"].as_str().unwrap())
+        .collect();
+    assert!(errors[0].contains("no field \"pixle\""), "{}", errors[0]);
+    assert!(
+        errors[1].contains("message_id is required"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("pixel \"top\" is not one of body_end, body_start"),
+        "{}",
+        errors[2]
+    );
+    assert!(errors[3].contains("not UTF-8"), "{}", errors[3]);
+    assert!(errors[4].contains("/v1/rewrite/mime"), "{}", errors[4]);
+    assert!(
+        errors[5].contains("not in the query string"),
+        "{}",
+        errors[5]
+    );
+    assert!(errors[6].contains("DKIM-Signature"), "{}", errors[6]);
 }

@@ -40,7 +40,6 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::accept::{drain, ACCEPT_ERROR_BACKOFF};
-use super::connection::MAX_HTTP1_BUFFER;
 use super::state::State;
 use super::ServerError;
 use crate::config::{AdminConfig, AdminToken};
@@ -60,12 +59,21 @@ pub use error::AdminError;
 /// connection is closed at once and counted as shed (`reason="admin"`).
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
+/// The most an admin connection reads at once, which hyper also makes the longest request
+/// head it takes (431 past it): 256 KiB. The public listeners' 8 KiB would read a 100 KB
+/// document in 14 reads, which cost the rewrite API a twentieth of its throughput
+/// (benches/README.md, "api"); here it takes one. An admin request's head is a path and a
+/// token, so the longer limit gives nothing away, and the buffers of
+/// [`ADMIN_MAX_CONNECTIONS`] connections come to 16 MiB at most.
+pub const ADMIN_READ_BUFFER: usize = 256 * 1024;
+
 /// The bound admin socket, with what its routes need from `[admin]`.
 #[derive(Debug)]
 pub struct AdminListener {
     tcp: TcpListener,
     token: Option<AdminToken>,
     max_body_bytes: usize,
+    workers: usize,
 }
 
 impl AdminListener {
@@ -152,11 +160,17 @@ pub async fn bind(config: &AdminConfig) -> Result<AdminListener, ServerError> {
         tcp,
         token: config.token.clone(),
         max_body_bytes: config.max_body_bytes,
+        workers: config.workers,
     })
 }
 
 /// Serve's admin listener: accepts connections until `shutdown`, then drains them as the
-/// public listeners do.
+/// public listeners do; returns when it has drained.
+///
+/// It runs on a runtime of its own, of `admin.workers` threads, which rewrite on the thread
+/// that reads the request ([`api`]): however many rewrites are asked for, the public
+/// listeners' workers never wait behind one. Should the OS refuse it threads, the error is
+/// logged and the public listeners serve on without it.
 pub(crate) async fn accept_loop(
     listener: AdminListener,
     state: State,
@@ -167,7 +181,37 @@ pub(crate) async fn accept_loop(
         header_read_timeout: limits.header_read_timeout,
         shutdown_grace: limits.shutdown_grace,
     };
-    run(listener, state, timeouts, shutdown).await;
+    let (finished, done) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("mailtrack-admin".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(listener.workers)
+                .thread_name("mailtrack-admin")
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(async move {
+                    // The socket moves to this runtime's reactor, from the one it was bound on.
+                    match listener.tcp.into_std().and_then(TcpListener::from_std) {
+                        Ok(tcp) => {
+                            let listener = AdminListener { tcp, ..listener };
+                            run(listener, state, timeouts, shutdown).await;
+                        }
+                        Err(e) => tracing::error!(error = %e, "the admin listener cannot start"),
+                    }
+                }),
+                Err(e) => tracing::error!(error = %e, "the admin listener has no threads"),
+            }
+            // The runtime is dropped by now: every admin thread has stopped.
+            let _ = finished.send(());
+        });
+    match thread {
+        Ok(_) => {
+            let _ = done.await;
+        }
+        Err(e) => tracing::error!(error = %e, "the admin listener has no thread"),
+    }
 }
 
 /// Serves `site` on `listener` until `shutdown` turns true, then drains the connections
@@ -182,6 +226,7 @@ pub async fn run<S: AdminSite>(
         tcp,
         token,
         max_body_bytes,
+        ..
     } = listener;
     let context = Arc::new(AdminContext {
         site,
@@ -192,7 +237,7 @@ pub async fn run<S: AdminSite>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.header_read_timeout)
-        .max_buf_size(MAX_HTTP1_BUFFER);
+        .max_buf_size(ADMIN_READ_BUFFER);
     let builder = Arc::new(builder);
     let open = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     let mut connections = JoinSet::new();

@@ -3,17 +3,20 @@
 //!
 //! Takes the message as `"message"` (a JSON string, for a message that is UTF-8 or ASCII,
 //! as 7bit mail on the wire is) or `"message_base64"` (any bytes), with the fields every
-//! route takes (and `"unsubscribe": true` for the one-click unsubscribe headers); answers
-//! the same field with the rewritten message, and `"report"`. A result
-//! that is not UTF-8 comes back as `"message_base64"` whichever was sent.
+//! route takes (and `"unsubscribe": true` for the one-click unsubscribe headers); or the
+//! message itself, any bytes, as a `message/rfc822` body, with the fields in the query
+//! string. Answers the same field with the rewritten message (`"message"` for a message sent
+//! as itself), and `"report"`. A result that is not UTF-8 comes back as `"message_base64"`
+//! whichever was sent.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::request::{options, parse_json, stamp, Pixel, Syntax};
+use super::request::{parse_json, sent, Fields, Pixel, Sent, Syntax};
 use crate::rewrite::mime::{self, MimeError, MimeReport};
 use crate::server::admin::error::document_json;
 use crate::server::admin::router::{AdminRequest, RouteFuture};
@@ -21,7 +24,7 @@ use crate::server::admin::{AdminContext, AdminError};
 use crate::server::routes::Answer;
 use crate::server::State;
 
-/// The request.
+/// The request, in JSON.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MimeRequest {
@@ -52,41 +55,46 @@ struct MimeRequest {
 
 /// The route's handler.
 pub(crate) fn rewrite_mime(request: AdminRequest, admin: Arc<AdminContext<State>>) -> RouteFuture {
-    super::blocking(request, admin, answer)
+    super::rewrite(request, admin, answer)
 }
 
-fn answer(body: &[u8], state: &State) -> Result<Answer, AdminError> {
-    let request: MimeRequest = parse_json(body)?;
-    let shared = state.shared();
-    let stamp = stamp(
-        &request.message_id,
-        request.send_time.as_deref(),
-        request.message_tags.as_deref(),
-    )?;
-    let mut options = options(
-        &shared.signer,
-        shared.max_links,
-        stamp,
-        request.pixel,
-        request.url_syntax,
-    );
-    options.unsubscribe = request.unsubscribe;
-    let decoded;
-    let (input, as_text) = match (&request.text, &request.message_base64) {
-        (Some(text), None) => (text.as_bytes(), true),
-        (None, Some(encoded)) => {
-            decoded = STANDARD.decode(encoded.trim()).map_err(|e| {
-                AdminError::BadRequest(format!("message_base64 is not base64: {e}"))
-            })?;
-            (decoded.as_slice(), false)
+fn answer(request: &AdminRequest, state: &State) -> Result<Answer, AdminError> {
+    let (fields, input, as_text) = match sent(&request.head, "message/rfc822")? {
+        Sent::Json => {
+            let json: MimeRequest = parse_json(&request.body)?;
+            let fields = Fields {
+                message_id: json.message_id,
+                send_time: json.send_time,
+                message_tags: json.message_tags,
+                pixel: json.pixel,
+                url_syntax: json.url_syntax,
+                unsubscribe: json.unsubscribe,
+            };
+            let (input, as_text) = match (json.text, json.message_base64) {
+                (Some(text), None) => (text.into_bytes(), true),
+                (None, Some(encoded)) => (
+                    STANDARD.decode(encoded.trim()).map_err(|e| {
+                        AdminError::BadRequest(format!("message_base64 is not base64: {e}"))
+                    })?,
+                    false,
+                ),
+                _ => {
+                    return Err(AdminError::BadRequest(
+                        "give the message as exactly one of message (text) or message_base64"
+                            .to_owned(),
+                    ))
+                }
+            };
+            (fields, Cow::Owned(input), as_text)
         }
-        _ => {
-            return Err(AdminError::BadRequest(
-                "give the message as exactly one of message (text) or message_base64".to_owned(),
-            ))
-        }
+        Sent::Document => (
+            Fields::from_query(request.head.uri.query())?,
+            Cow::Borrowed(&request.body[..]),
+            true,
+        ),
     };
-    let rewritten = mime::rewrite_mime(input, &options).map_err(refusal)?;
+    let options = fields.options(state)?;
+    let rewritten = mime::rewrite_mime(&input, &options).map_err(refusal)?;
     let report = &rewritten.report;
     let answer = match String::from_utf8(rewritten.message) {
         Ok(text) if as_text => document_json("message", &text, report),
