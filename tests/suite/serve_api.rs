@@ -102,21 +102,7 @@ for path, token, body in calls:
     out.append([r.status_code, r.json()])
 print(json.dumps(out))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script, admin])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut child.stdin.take().unwrap(),
-        calls.to_string().as_bytes(),
-    )
-    .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "python failed");
-    let answers: Vec<(u16, Value)> = serde_json::from_slice(&output.stdout).unwrap();
-    answers
+    run_python(script, &[admin], calls)
 }
 
 /// Python's `requests` posts each of `calls` (`[path, query fields, Content-Type, body as
@@ -134,8 +120,14 @@ for path, params, content_type, body in calls:
     out.append([r.status_code, r.json()])
 print(json.dumps(out))
 "#;
+    run_python(script, &[admin, TOKEN], calls)
+}
+
+/// Runs `script` with `args`, `calls` as JSON on its standard input; what it prints.
+fn run_python(script: &str, args: &[&str], calls: &Value) -> Vec<(u16, Value)> {
     let mut child = Command::new("python3")
-        .args(["-c", script, admin, TOKEN])
+        .args(["-c", script])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
