@@ -37,6 +37,29 @@ fn write_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// A running serve on `write_config`'s config: its folder and process (bind both, or they end
+/// at once), the config as the library loads it, and its admin URL.
+struct Served {
+    _dir: tempfile::TempDir,
+    config: Config,
+    _process: ServeProcess,
+    admin: String,
+}
+
+fn serve() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path());
+    let config = Config::load(Some(&path)).unwrap();
+    let process = ServeProcess::spawn(&path, 1);
+    let admin = format!("http://{}", process.admin_addr());
+    Served {
+        _dir: dir,
+        config,
+        _process: process,
+        admin,
+    }
+}
+
 fn corpus(path: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -156,11 +179,12 @@ fn options(config: &Config, id: &str) -> RewriteOptions {
 
 #[test]
 fn curl_and_python_get_what_the_library_makes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path());
-    let config = Config::load(Some(&path)).unwrap();
-    let served = ServeProcess::spawn(&path, 1);
-    let admin = format!("http://{}", served.admin_addr());
+    let Served {
+        config,
+        admin,
+        _dir,
+        _process,
+    } = serve();
     let newsletter = String::from_utf8(corpus("emails/mailchimp/simple-basic.html")).unwrap();
     let expected_html = rewrite_str(&newsletter, &options(&config, "news-1")).unwrap();
 
@@ -246,10 +270,12 @@ fn curl_and_python_get_what_the_library_makes() {
 
 #[test]
 fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path());
-    let served = ServeProcess::spawn(&path, 1);
-    let admin = format!("http://{}", served.admin_addr());
+    let Served {
+        admin,
+        _dir,
+        _process,
+        ..
+    } = serve();
     let html = json!({ "message_id": "m-1", "html": "<a href=\"https://a.example/\">a</a>" });
 
     // No token, a wrong one: 401, from curl and from Python.
@@ -334,11 +360,12 @@ fn bad_requests_get_a_4xx_that_says_what_was_wrong() {
 
 #[test]
 fn documents_sent_as_themselves_get_what_the_library_makes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path());
-    let config = Config::load(Some(&path)).unwrap();
-    let served = ServeProcess::spawn(&path, 1);
-    let admin = format!("http://{}", served.admin_addr());
+    let Served {
+        config,
+        admin,
+        _dir,
+        _process,
+    } = serve();
     let newsletter = corpus("emails/mailchimp/simple-basic.html");
     let mut expected_options = options(&config, "news-1");
     expected_options.pixel = mailtrack::rewrite::PixelPlacement::BodyStart;
